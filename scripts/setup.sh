@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install perfsuite (editable) with the given extras, e.g. `bash scripts/setup.sh test,triton`.
+# Where no torch is installed yet, the CPU build is pinned (constraints/cpu.txt): an unpinned torch would
+# pull a CUDA build of several GB. A torch that is already installed (e.g. a CUDA build) is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+extras=${1:-}
+if "$PY" -c "import torch" 2>/dev/null; then constraint=(); else constraint=(-c constraints/cpu.txt); fi
+"$PY" -m pip install -q "${constraint[@]}" -e ".${extras:+[$extras]}"
