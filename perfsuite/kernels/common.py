@@ -1,0 +1,145 @@
+"""Pieces every perfsuite Triton kernel shares: the [T, N] view of an input, the compute dtype, the
+surrogate derivatives as device functions, and the launch checks.
+
+Layout: a neuron input ``x_seq`` [T, *batch] is seen as a contiguous [T, N] matrix (N = every non-time
+element), neurons innermost, so one time step of a layer is one coalesced row. Every kernel keeps its
+state and accumulates in the *compute dtype*: fp32 for fp32/bf16/fp16 inputs and fp64 for fp64 inputs
+(`perfsuite.neurons.base.compute_dtype`), so the fp64 path equals the float64 reference to rounding and
+the gradient tests can be tight.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from ..neurons.base import compute_dtype
+from ..neurons.surrogate import Surrogate
+
+#: Triton kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter (tests)
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+#: surrogate name -> the constexpr id the kernels branch on
+SURROGATE_ID = {"atan": 0, "sigmoid": 1, "rect": 2}
+
+_TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+def usable() -> str | None:
+    """None when kernels can run here, else why not (no CUDA device and no interpreter)."""
+    if INTERPRET or torch.cuda.is_available():
+        return None
+    return "no CUDA device and TRITON_INTERPRET is not set (Triton kernels need one of them)"
+
+
+def check_device(name: str, *tensors: torch.Tensor) -> None:
+    """Raise a clear error when a tensor lives where Triton cannot run on it."""
+    for t in tensors:
+        if t.device.type == "cuda" and not INTERPRET:
+            continue
+        if t.device.type == "cpu" and INTERPRET:
+            continue
+        raise ValueError(
+            f"{name} (triton backend): got a tensor on {t.device}; expected a CUDA tensor"
+            + (" (TRITON_INTERPRET=1 runs kernels on CPU tensors only)" if INTERPRET else
+               " (or set TRITON_INTERPRET=1 before importing perfsuite.kernels to run on CPU)")
+        )
+
+
+def as_2d(x: torch.Tensor) -> torch.Tensor:
+    """[T, *batch] -> contiguous [T, N] (a view when ``x`` is already contiguous)."""
+    return x.reshape(x.shape[0], -1).contiguous()
+
+
+def tl_compute_dtype(x: torch.Tensor):
+    """Triton dtype of the state/accumulators for input ``x`` (fp32, or fp64 for fp64 inputs)."""
+    return _TL_DTYPE[compute_dtype(x)]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a [T, N] neuron kernel is cut: ``block`` neurons per program, ``bt`` time steps per
+    register tile (loaded one tile ahead of the recurrence), ``num_warps`` per program."""
+
+    block: int
+    bt: int
+    num_warps: int
+
+
+def _pow2(name: str, value: int) -> int:
+    if not isinstance(value, int) or value < 1 or value & (value - 1):
+        raise ValueError(f"{name}={value!r} is invalid; expected a power of two >= 1")
+    return value
+
+
+def launch_config(x: torch.Tensor, n: int, block_n: int | None = None, bt: int | None = None) -> Launch:
+    """Launch shape for input ``x`` with ``n`` neurons; ``block_n``/``bt`` override (tests, tuning).
+
+    GPU: each thread holds one 16-byte vector of neurons (4 fp32, 8 bf16/fp16) and the tile's BT time
+    steps of them, so the time axis stays in registers and the next tile's loads (BT steps × the
+    whole layer) are in flight while the current tile runs the recurrence — the serial chain would
+    otherwise wait one DRAM round trip per step (kernel_anchors §4.4). These defaults are a design
+    choice, not tuned: no GPU was available when they were written. Interpreter (CPU tests): one
+    wide program, short tiles, so T not a multiple of BT is exercised."""
+    if x.device.type == "cpu":
+        block = _pow2("block_n", block_n) if block_n is not None else min(1024, triton.next_power_of_2(max(n, 1)))
+        return Launch(block, _pow2("bt", bt) if bt is not None else 4, 1)
+    vec = max(1, 16 // x.element_size())
+    num_warps = 2
+    block = _pow2("block_n", block_n) if block_n is not None else 32 * vec * num_warps
+    return Launch(block, _pow2("bt", bt) if bt is not None else 8, max(1, min(num_warps, block // (32 * vec))))
+
+
+@triton.jit
+def tile_row(tile, rows, i: tl.constexpr):
+    """Row ``i`` (a compile-time index) of a [BT, BLOCK] register tile, as a [BLOCK] vector.
+
+    Triton cannot index registers dynamically; with ``i`` constant and the BT axis held per thread
+    the compare-select-sum folds to a register move when compiled. Under the interpreter it is
+    numpy work over the tile (exact: every other row contributes a zero)."""
+    return tl.sum(tl.where(rows[:, None] == i, tile, 0.0), axis=0)
+
+
+@triton.jit
+def tile_set(tile, rows, i: tl.constexpr, value):
+    """``tile`` with row ``i`` replaced by the [BLOCK] vector ``value`` (see `tile_row`)."""
+    return tl.where(rows[:, None] == i, value[None, :], tile)
+
+
+def surrogate_args(s: Surrogate) -> tuple[int, float, float]:
+    """(constexpr id, a, c) of a `perfsuite.neurons.surrogate.Surrogate` for `surrogate_grad`.
+
+    The constants are folded here in Python floats, exactly as `Surrogate.grad` folds them, and then
+    travel to the kernel in the compute dtype: Triton would round float literals to fp32, which would
+    cost the fp64 path its agreement with the reference."""
+    a = float(s.alpha)
+    c = {"atan": math.pi / 2.0 * a, "sigmoid": a, "rect": 0.5 / a}[s.name]
+    return SURROGATE_ID[s.name], a, c
+
+
+def scalars(values, like: torch.Tensor) -> torch.Tensor:
+    """Scalar parameters as a 1-D tensor in the compute dtype of ``like`` on its device (see
+    `surrogate_args` for why they are not passed as kernel float arguments)."""
+    return torch.tensor([float(v) for v in values], dtype=compute_dtype(like), device=like.device)
+
+
+@triton.jit
+def surrogate_grad(x, a, c, KIND: tl.constexpr):
+    """g'(x) of `perfsuite.neurons.surrogate.Surrogate.grad`, in the dtype of ``x``; ``a``, ``c``
+    from `surrogate_args`.
+
+    KIND 0 = atan a/(2(1+(c·x)²)), c = π/2·α; 1 = sigmoid a·σ(cx)(1−σ(cx)), c = α;
+    2 = rect a·1[|x| ≤ c], c = 1/(2α)."""
+    if KIND == 0:
+        u = c * x
+        g = a / (2.0 * (1.0 + u * u))
+    elif KIND == 1:
+        sg = 1.0 / (1.0 + tl.exp(-(c * x)))
+        g = a * sg * (1.0 - sg)
+    else:
+        g = tl.where(tl.abs(x) <= c, a, 0.0 * a)
+    return g
