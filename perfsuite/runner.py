@@ -1,0 +1,593 @@
+"""Run the points of a sweep and write their rows: isolated, bounded in time, resumable.
+
+Every point runs in a worker process (``multiprocessing`` spawn), one at a time. The worker is reused
+from point to point while points succeed (importing torch costs seconds), and replaced after a point
+that raised, ran out of memory, crashed it or passed its timeout (then it is killed), so a poisoned
+CUDA context or a leaked allocation never reaches the next point. Each finished point becomes one row
+appended to ``results.jsonl`` and flushed at once (`perfsuite.results.append_row`), so Ctrl-C or a
+kill loses at most the point in flight and ``resume`` finishes the rest.
+
+Before a worker is used, each point is checked in the parent: unsupported by construction (a backend
+missing here, step mode without serial inference) -> ``unsupported``; an analytic lower bound of its
+memory above the limit -> ``skipped`` with the prediction.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .results import ENV_FILE, RESULTS_FILE, SCHEMA_VERSION, STATUSES, append_row, load_run, read_rows
+
+SUMMARY_FILE = "summary.md"
+#: the metric blocks of a row and the scenario metric that asks for each
+BLOCKS = {"time": "time", "memory": "memory", "energy": "energy", "modelled_energy": "energy",
+          "activity": "activity", "agreement": "agreement"}
+#: seconds a fresh worker may take to start (spawn + import torch on a loaded machine)
+WORKER_START_TIMEOUT_S = 300.0
+GIB = 1024 ** 3
+
+
+# ------------------------------------------------------------------------------------------- shards
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (1 <= i <= n) -> (i, n); ValueError naming the value otherwise."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard={text!r} is invalid; expected 'i/n' with integers 1 <= i <= n, e.g. '2/4'") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"shard={text!r} is invalid; expected 'i/n' with 1 <= i <= n (i counts from 1)")
+    return i, n
+
+
+def select_shard(points: Sequence, shard: tuple[int, int] | None) -> list:
+    """Shard i of n: every n-th point of the sweep's stable order, starting at the i-th (round robin
+    keeps long and short points spread over the shards). The n shards partition the sweep."""
+    if shard is None:
+        return list(points)
+    i, n = shard
+    return list(points)[i - 1::n]
+
+
+# --------------------------------------------------------------------------------------------- plan
+@dataclass
+class Planned:
+    """A point with its verdict before running: status None = run it in a worker."""
+
+    point: Any
+    status: str | None
+    reason: str | None
+    predicted_bytes: int | None
+
+
+def memory_limit_bytes(point, device_bytes: int | None) -> int | None:
+    gb = point.limits.memory_gb
+    return int(gb * GIB) if gb is not None else device_bytes
+
+
+def plan_point(point, device_bytes: int | None) -> Planned:
+    """Decide in the parent whether a point is unsupported, skipped by memory prediction, or to run."""
+    from .workloads import predicted_memory_bytes, unsupported_reason
+
+    try:
+        reason = unsupported_reason(point, point.device)
+    except Exception as exc:  # a plugin that fails to import or build: an error row, the sweep goes on
+        return Planned(point, "error", _exc_reason(exc), None)
+    if reason:
+        return Planned(point, "unsupported", reason, None)
+    try:
+        predicted = predicted_memory_bytes(point)
+    except Exception as exc:
+        return Planned(point, "error", f"memory prediction failed: {_exc_reason(exc)}", None)
+    limit = memory_limit_bytes(point, device_bytes)
+    if limit is not None and predicted > limit:
+        src = "limits.memory_gb" if point.limits.memory_gb is not None else f"{point.device} memory"
+        return Planned(point, "skipped",
+                       f"predicted at least {predicted / GIB:.3g} GiB (analytic lower bound: parameters, input, "
+                       f"spikes and stored state), above {src} = {limit / GIB:.3g} GiB", predicted)
+    return Planned(point, None, None, predicted)
+
+
+# ------------------------------------------------------------------------------------------ worker
+class WorkerTimeout(Exception):
+    pass
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    """One spawned worker process and the pipe to it. ``call`` sends a request and waits for the reply."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        # not a daemon: torch.compile may start its own compile workers, which daemons may not have
+        self.proc = ctx.Process(target=_worker_main, args=(child,), name="perfsuite-worker")
+        self.proc.start()
+        child.close()
+        self._wait(WORKER_START_TIMEOUT_S, "starting")
+
+    def _wait(self, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerTimeout(what)
+            try:
+                if self._conn.poll(min(left, 0.5)):
+                    return self._conn.recv()
+            except (EOFError, OSError):
+                raise WorkerDied(self._death()) from None
+            if not self.proc.is_alive() and not self._conn.poll(0):
+                raise WorkerDied(self._death())
+
+    def _death(self) -> str:
+        self.proc.join(5)
+        code = self.proc.exitcode
+        if code is not None and code < 0:
+            try:
+                sig = signal.Signals(-code).name
+            except ValueError:
+                sig = str(-code)
+            hint = " (on Linux usually the out-of-memory killer)" if sig == "SIGKILL" else ""
+            return f"the worker process died from signal {sig}{hint}"
+        return f"the worker process exited with code {code}"
+
+    def call(self, request: tuple, timeout: float) -> Any:
+        try:
+            self._conn.send(request)
+        except (BrokenPipeError, OSError):
+            raise WorkerDied(self._death()) from None
+        return self._wait(timeout, "running")
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(10)
+        self._conn.close()
+
+    def stop(self) -> None:
+        try:
+            self._conn.send(("stop",))
+            self.proc.join(10)
+        except (BrokenPipeError, OSError):
+            pass
+        self.kill()
+
+
+def _worker_main(conn) -> None:
+    """Body of the worker process: answer requests until the parent says stop or goes away."""
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):  # the parent is gone (killed): nothing left to report to
+            return
+        if request[0] == "stop":
+            return
+        if request[0] == "env":
+            conn.send(collect_env(request[1]))
+        elif request[0] == "point":
+            conn.send(execute_point(request[1], request[2]))
+
+
+# ------------------------------------------------------------------------------ in the worker
+def collect_env(device: str) -> dict:
+    """env.json contents: environment, measured roofline, idle power (CUDA + NVML), device memory."""
+    from .measure import device as devmod
+    from .measure.energy import NvmlEnergy
+    from .measure.memory import device_memory_bytes
+
+    env = devmod.environment(device)
+    env["memory_bytes"] = device_memory_bytes(device)
+    env["memory_source"] = "cuda total_memory" if device == "cuda" else "host MemAvailable at run start"
+    try:
+        env["roofline"] = devmod.roofline(device)
+    except Exception as exc:  # the run can go on without it; say why it is missing
+        env["roofline"] = None
+        env["roofline_reason"] = _exc_reason(exc)
+    meter = NvmlEnergy(device)
+    env["idle_watts"] = meter.idle_watts() if meter.available else None
+    env["energy_reason"] = meter.reason
+    return env
+
+
+def execute_point(point, ctx: dict) -> dict:
+    """Build the workload, measure what the point asks for; {status, reason, blocks, <block>_reason}."""
+    import torch
+
+    device = point.device
+    started = time.perf_counter()
+    try:
+        out = _measure(point, ctx)
+        out.update(status="ok", reason=None)
+    except Exception as exc:
+        status, reason = classify_exception(exc)
+        out = {"status": status, "reason": reason}
+        if status == "error":
+            out["traceback"] = "".join(traceback.format_exception(exc)[-6:])[-3000:]
+    finally:
+        gc.collect()
+        if device == "cuda":
+            with contextlib.suppress(Exception):
+                torch.cuda.empty_cache()
+    out["worker_s"] = time.perf_counter() - started
+    return out
+
+
+def _measure(point, ctx: dict) -> dict:
+    from .measure.activity import agreement
+    from .measure.energy import NvmlEnergy, modelled_energy
+    from .measure.memory import PeakMemory
+    from .measure.timing import bench, time_call
+    from .workloads import Workload
+
+    device, metrics = point.device, set(point.metrics)
+    res: dict = {}
+    wl = Workload(point, device)
+    fn = wl.call()
+    cold = time_call(fn, device)  # first call: compile, autotune, allocator growth
+    if "memory" in metrics:
+        with PeakMemory(device) as pm:
+            fn()
+        res["memory"], reason = pm.result()
+        if reason:
+            res["memory_reason"] = reason
+    if "time" in metrics:
+        t = point.timing
+        res["time"] = bench(fn, device, warmup_ms=t.warmup_ms, rep_ms=t.rep_ms, min_reps=t.min_reps,
+                            max_reps=t.max_reps)
+        res["time"]["cold_start_ms"] = cold if t.cold_start else None
+    if "energy" in metrics:
+        meter = NvmlEnergy(device)
+        if meter.available and ctx.get("idle_watts") is not None:
+            res["energy"] = meter.measure(fn, ctx["idle_watts"], wl.neuron_steps())
+        else:
+            res["energy_reason"] = meter.reason or ctx.get("energy_reason") or "idle power was not measured"
+    if metrics & {"activity", "energy", "agreement"}:
+        spikes = wl.spikes()
+        if "activity" in metrics:
+            res["activity"] = wl.activity(spikes)
+        if "energy" in metrics:
+            ops = wl.synaptic_ops(spikes)
+            if ops is None:
+                res["modelled_energy_reason"] = ("a single layer has no synapses; the modelled energy counts "
+                                                 "synaptic operations (use workload: network)")
+            else:
+                res["modelled_energy"] = modelled_energy(*ops)
+        if "agreement" in metrics:
+            if point.seq_len <= point.limits.reference_max_len:
+                res["agreement"] = agreement(spikes, wl.reference_spikes())
+            else:
+                res["agreement_reason"] = (f"seq_len={point.seq_len} > limits.reference_max_len="
+                                           f"{point.limits.reference_max_len}: the float64 reference is not run")
+    return res
+
+
+def classify_exception(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) of an exception raised by a point: oom, unsupported (an op without a kernel
+    for this dtype/device) or error."""
+    import torch
+
+    from .workloads import Unsupported
+
+    text = str(exc).lower()
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text \
+            or isinstance(exc, MemoryError):
+        return "oom", _exc_reason(exc)
+    if isinstance(exc, Unsupported) or (isinstance(exc, (RuntimeError, NotImplementedError))
+                                        and "not implemented for" in text):
+        return "unsupported", _exc_reason(exc)
+    return "error", _exc_reason(exc)
+
+
+def _exc_reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+# ------------------------------------------------------------------------------------------- rows
+def make_row(point, run_id: str, status: str, reason: str | None, result: dict | None = None,
+             predicted_bytes: int | None = None, started_at: str | None = None,
+             duration_s: float | None = None) -> dict:
+    """A row of the `perfsuite.results` schema for ``point``; absent blocks are null with a reason."""
+    from .workloads import analytic_cost
+
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r} is invalid; expected one of {list(STATUSES)}")
+    result = result or {}
+    row: dict = {"schema": SCHEMA_VERSION, "run_id": run_id, **point.fields(), "status": status, "reason": reason}
+    for block, metric in BLOCKS.items():
+        row[block] = result.get(block)
+        if row[block] is None:
+            if metric not in point.metrics:
+                why = f"metric {metric!r} not requested by the scenario"
+            elif status != "ok":
+                why = f"not measured: point status {status}"
+            else:
+                why = result.get(f"{block}_reason", "not measured")
+            row[f"{block}_reason"] = why
+    try:
+        row["cost"] = analytic_cost(point)
+    except Exception as exc:
+        row["cost"], row["cost_reason"] = None, _exc_reason(exc)
+    row["predicted_memory_bytes"] = predicted_bytes
+    if "traceback" in result:
+        row["traceback"] = result["traceback"]
+    row["started_at"] = started_at or _now()
+    row["duration_s"] = duration_s
+    return row
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -------------------------------------------------------------------------------------------- run
+@dataclass
+class RunResult:
+    out_dir: Path
+    rows: list[dict] = field(default_factory=list)   # every row of the run folder (resumed ones too)
+    new_rows: int = 0
+    resumed: int = 0
+    interrupted: bool = False
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(r["status"] for r in self.rows)
+
+
+class Runner:
+    """Runs points into a run folder. ``progress`` draws a rich progress bar on ``console``."""
+
+    def __init__(self, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True,
+                 console=None) -> None:
+        self.out_dir = Path(out_dir)
+        self.resume = resume
+        self.progress = progress
+        self.console = console
+        self._worker: Worker | None = None
+
+    # ------------------------------------------------------------------- worker lifecycle
+    def _get_worker(self) -> Worker:
+        if self._worker is None or not self._worker.proc.is_alive():
+            self._worker = Worker()
+        return self._worker
+
+    def _drop_worker(self, kill: bool = True) -> None:
+        if self._worker is not None:
+            self._worker.kill() if kill else self._worker.stop()
+            self._worker = None
+
+    # --------------------------------------------------------------------------------- run
+    def run(self, points: Sequence) -> RunResult:
+        points = list(points)
+        devices = {p.device for p in points}
+        if len(devices) > 1:
+            raise ValueError(f"points for several devices {sorted(devices)}; expected one device per run")
+        device = devices.pop() if devices else "cpu"
+        _check_device(device)
+        results = self.out_dir / RESULTS_FILE
+        done: set[str] = set()
+        if results.exists() and results.stat().st_size > 0:
+            if not self.resume:
+                n = len(read_rows(results))
+                raise ValueError(f"{self.out_dir} already holds {n} rows; pass --resume to finish that run "
+                                 "or choose another --out folder")
+            done = {r["key"] for r in read_rows(results)}
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        todo = [p for p in points if p.key not in done]
+        result = RunResult(self.out_dir, resumed=len(points) - len(todo))
+        with _sigterm_as_interrupt():
+            try:
+                env = self._env(device)
+                self._loop(todo, env, results, result)
+            except KeyboardInterrupt:
+                result.interrupted = True
+            finally:
+                self._drop_worker(kill=result.interrupted)
+        result.rows = read_rows(results) if results.exists() else []
+        write_summary(self.out_dir, result.rows)
+        return result
+
+    def _env(self, device: str) -> dict:
+        """env.json of the run: measured once by a worker; a resumed run keeps its own (and run id)."""
+        path = self.out_dir / ENV_FILE
+        if self.resume and path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        env = self._get_worker().call(("env", device), WORKER_START_TIMEOUT_S)
+        env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+        return env
+
+    def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:
+        ctx = {"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")}
+        with _progress(self.progress, self.console, len(todo)) as advance:
+            for point in todo:
+                row = self._one(point, env, ctx)
+                append_row(results, row)
+                result.new_rows += 1
+                advance(f"{point.neuron}/{point.backend}/{point.mode} T={point.seq_len}: {row['status']}")
+
+    def _one(self, point, env: dict, ctx: dict) -> dict:
+        run_id = env["run_id"]
+        started_at, t0 = _now(), time.perf_counter()
+        plan = plan_point(point, env.get("memory_bytes"))
+        if plan.status is not None:
+            return make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
+                            started_at=started_at, duration_s=time.perf_counter() - t0)
+        worker = self._get_worker()
+        t0 = time.perf_counter()  # worker start-up is not the point's time
+        try:
+            res = worker.call(("point", point, ctx), point.limits.timeout_s)
+        except WorkerTimeout:
+            self._drop_worker()
+            return make_row(point, run_id, "timeout",
+                            f"exceeded limits.timeout_s = {point.limits.timeout_s:g} s; the worker was killed",
+                            predicted_bytes=plan.predicted_bytes, started_at=started_at,
+                            duration_s=time.perf_counter() - t0)
+        except WorkerDied as exc:
+            self._drop_worker()
+            return make_row(point, run_id, "error", str(exc), predicted_bytes=plan.predicted_bytes,
+                            started_at=started_at, duration_s=time.perf_counter() - t0)
+        if res["status"] in ("error", "oom"):
+            self._drop_worker()  # the process may hold a poisoned CUDA context or leaked memory
+        return make_row(point, run_id, res["status"], res["reason"], res, plan.predicted_bytes, started_at,
+                        time.perf_counter() - t0)
+
+
+def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
+               shard: tuple[int, int] | None = None, progress: bool = True, console=None) -> RunResult:
+    """Run ``points`` (the shard of them) into ``out_dir``; see `Runner`."""
+    return Runner(out_dir, resume=resume, progress=progress, console=console).run(select_shard(points, shard))
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
+    elif device != "cpu":
+        raise ValueError(f"device={device!r} is invalid; expected 'cpu' or 'cuda'")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A kill (SIGTERM) stops the run like Ctrl-C: the worker is killed, finished rows are kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, console, total: int):
+    if not enabled:
+        yield lambda text: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False) as prog:
+        task = prog.add_task("points", total=total)
+
+        def advance(text: str) -> None:
+            prog.update(task, advance=1, description=text[:60])
+
+        yield advance
+
+
+# ----------------------------------------------------------------------------------- summaries
+SUMMARY_COLUMNS = ("neuron", "backend", "mode", "precision", "seq_len", "batch", "features", "status",
+                   "median ms", "95% CI ms", "peak MiB", "rate", "agree")
+
+
+def summary_cells(row: dict) -> list[str]:
+    """One summary line of a row, as strings (shared by the Markdown file and the terminal table)."""
+    t, m, a, g = row.get("time"), row.get("memory"), row.get("activity"), row.get("agreement")
+    return [
+        str(row.get("neuron")), str(row.get("backend")), str(row.get("mode")), str(row.get("precision")),
+        str(row.get("seq_len")), str(row.get("batch")), str(row.get("features")), str(row.get("status")),
+        f"{t['median_ms']:.4g}" if t else "",
+        f"{t['ci95_ms'][0]:.4g}–{t['ci95_ms'][1]:.4g}" if t else "",
+        f"{m['peak_allocated_bytes'] / 2**20:.4g}" if m and m.get("peak_allocated_bytes") is not None else "",
+        f"{a['firing_rate']:.3f}" if a else "",
+        f"{g['equal_fraction']:.4f}" if g else "",
+    ]
+
+
+def summary_markdown(rows: Iterable[dict]) -> str:
+    rows = list(rows)
+    counts = Counter(r["status"] for r in rows)
+    lines = ["# Run summary", ""]
+    lines.append("Status: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES if counts[s]) + f" (total {len(rows)})")
+    lines.append("")
+    lines.append("peak MiB: `memory.peak_allocated_bytes` (method in each row: the CUDA allocator's peak, or on "
+                 "the CPU the growth of the worker's peak RSS during one call). rate: mean firing rate. agree: "
+                 "fraction of spikes equal to the float64 reference.")
+    lines.append("")
+    lines.append("| " + " | ".join(SUMMARY_COLUMNS) + " |")
+    lines.append("|" + "---|" * len(SUMMARY_COLUMNS))
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in summary_cells(r)) + " |")
+    problems = [r for r in rows if r["status"] != "ok"]
+    if problems:
+        lines += ["", "## Not ok", ""]
+        for r in problems:
+            lines.append(f"- `{r['key']}`: **{r['status']}**: {r.get('reason')}")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out_dir: Path, rows: list[dict]) -> Path:
+    path = Path(out_dir) / SUMMARY_FILE
+    path.write_text(summary_markdown(rows), encoding="utf-8")
+    return path
+
+
+def summary_table(rows: Iterable[dict]):
+    """A rich Table of the rows (the end-of-run summary)."""
+    from rich.table import Table
+
+    colors = {"ok": "green", "skipped": "yellow", "unsupported": "yellow", "oom": "red", "error": "red",
+              "timeout": "red"}
+    table = Table(title="perfsuite run")
+    for c in SUMMARY_COLUMNS:
+        table.add_column(c, justify="right" if c in ("seq_len", "batch", "features") or "ms" in c else "left")
+    for r in rows:
+        cells = summary_cells(r)
+        cells[7] = f"[{colors.get(r['status'], 'white')}]{cells[7]}[/]"
+        table.add_row(*cells)
+    return table
+
+
+# ---------------------------------------------------------------------------------------- merge
+def merge_runs(out_dir: str | os.PathLike, parts: Sequence[str | os.PathLike]) -> RunResult:
+    """Join shard folders into ``out_dir``: rows deduplicated by key (an ``ok`` row wins over others,
+    else the last part's), env.json of the first part with the list of merged parts."""
+    out = Path(out_dir)
+    if (out / RESULTS_FILE).exists() and (out / RESULTS_FILE).stat().st_size > 0:
+        raise ValueError(f"{out} already holds results; merge into a new folder")
+    if not parts:
+        raise ValueError("merge: no parts given; expected one or more run folders")
+    by_key: dict[str, dict] = {}
+    envs = []
+    for part in parts:
+        env, rows = load_run(part)  # FileNotFoundError names the part
+        envs.append((str(part), env))
+        for r in rows:
+            old = by_key.get(r["key"])
+            if old is None or not (old["status"] == "ok" and r["status"] != "ok"):
+                by_key[r["key"]] = r
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(envs[0][1])
+    env["merged_from"] = [{"path": p, "run_id": e.get("run_id"), "hostname": e.get("hostname"),
+                           "gpu": (e.get("gpu") or {}).get("name"), "commit": e.get("commit")} for p, e in envs]
+    (out / ENV_FILE).write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+    for r in by_key.values():
+        append_row(out / RESULTS_FILE, r)
+    rows = list(by_key.values())
+    write_summary(out, rows)
+    return RunResult(out, rows=rows, new_rows=len(rows))
