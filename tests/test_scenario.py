@@ -406,16 +406,29 @@ def test_long_seq_reaches_30k_and_leaves_out_only_with_reasons():
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def test_cli_validate_exit_codes(tmp_path):
+def cli_validate(path):
+    """`perfsuite validate PATH` in this process (typer's test runner): (exit code, stdout + stderr)."""
     cli = pytest.importorskip("perfsuite.cli", reason="the CLI (perfsuite validate) is not there yet")
-    bad = write(tmp_path, {**BASE, "precisions": ["fp33"]})
-    run = [sys.executable, "-c", "import sys; from perfsuite.cli import main; sys.argv[0] = 'perfsuite'; main()"]
-    out = subprocess.run(run + ["validate", str(bad)], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 2, out
-    text = out.stdout + out.stderr
-    assert "precisions[0]" in text and "'fp33'" in text and "did you mean 'fp32'" in text
-    assert "Traceback" not in text
-    good = subprocess.run(run + ["validate", str(ROOT / "scenarios" / "smoke.yaml")], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert good.returncode == 0, good
-    assert cli is not None
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli.app, ["validate", str(path)])
+    return result.exit_code, result.output, result.exception
+
+
+@pytest.mark.parametrize("changes,path,value,expected,suggestion", BAD,
+                         ids=[b[1] + "=" + str(b[2])[:20] for b in BAD])
+def test_bad_input_through_cli_exits_2(tmp_path, changes, path, value, expected, suggestion):
+    file = write(tmp_path, {**BASE, **changes})
+    code, text, exc = cli_validate(file)
+    assert code == 2, text
+    assert isinstance(exc, SystemExit) and "Traceback" not in text  # a message, not a crash
+    assert str(file) in text and f": {path}: " in text and expected in text
+    if value is not None:
+        assert repr(value) in text
+    if suggestion is not None:
+        assert f"(did you mean {suggestion!r}?)" in text
+
+
+def test_cli_validate_accepts_a_shipped_scenario():
+    code, text, _ = cli_validate(ROOT / "scenarios" / "smoke.yaml")
+    assert code == 0 and "valid" in text, text
