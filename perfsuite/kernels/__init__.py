@@ -19,11 +19,14 @@ if _why is not None:
     raise ImportError(_why)
 
 from ..neurons import register_backend  # noqa: E402
-from . import lif  # noqa: E402
+from . import lif, psn  # noqa: E402
 
 _BACKENDS = {
     "lif": lif.lif_backend,
     "plif": lif.lif_backend,
+    "psn": psn.psn_backend,
+    "masked_psn": psn.masked_psn_backend,
+    "sliding_psn": psn.sliding_psn_backend,
 }
 
 for _name, _fn in _BACKENDS.items():
