@@ -25,6 +25,7 @@ from .surrogate import Surrogate, heaviside, make_surrogate, multi_level
 # built-in families register themselves on import (order = order of names())
 from . import lif  # noqa: E402,F401  (lif, plif)
 from . import psn  # noqa: E402,F401  (psn, masked_psn, sliding_psn)
+from . import spsn, psu  # noqa: E402,F401  (spsn; psu, ipsu, rpsu)
 from . import dsn  # noqa: E402,F401  (dsn)
 
 __all__ = [
