@@ -81,14 +81,14 @@ def train_model(cfg: ExtrapolationConfig, neuron: str, params: dict, task, devic
                          num_classes=task.num_classes, train_len=cfg.train_len, backend=cfg.backend).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    masked = [c for c in model.cells if hasattr(c, "lambda_")]
+    masked = [c for c in model.cells if hasattr(c, "set_lambda")]
     start, last, finite = time.perf_counter(), float("nan"), True
     for step in range(cfg.steps):
         if masked:  # the PSN paper's progressive mask, with steps as epochs (spec §2.2)
             from .neurons.psn import masked_psn_lambda
 
             for c in masked:
-                c.lambda_ = masked_psn_lambda(step, cfg.steps)
+                c.set_lambda(masked_psn_lambda(step, cfg.steps))
         x, y = task.sample(cfg.batch, cfg.train_len, gen)
         with _autocast(device, cfg.precision):
             loss = _token_loss(model(task.encode(x).to(device)), y.to(device)).mean()
@@ -100,7 +100,7 @@ def train_model(cfg: ExtrapolationConfig, neuron: str, params: dict, task, devic
         opt.step()
         last = loss.item()
     for c in masked:
-        c.lambda_ = 1.0
+        c.set_lambda(1.0)
     return model, {"train_loss": _finite(last), "train_time_s": time.perf_counter() - start,
                    "train_finite": finite, "train_steps": cfg.steps}
 
