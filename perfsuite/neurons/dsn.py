@@ -170,7 +170,7 @@ class DSN(Neuron):
     def check_input(self, x_seq: torch.Tensor) -> None:
         super().check_input(x_seq)
         if x_seq.dim() < 2 or x_seq.shape[-1] != self.features:
-            raise ValueError(f"dsn: the last dim of x_seq is the channel dim and must equal features="
+            raise ValueError("dsn: the last dim of x_seq is the channel dim and must equal features="
                              f"{self.features}; got x_seq of shape {tuple(x_seq.shape)} (expected [T, *batch, "
                              f"{self.features}])")
 

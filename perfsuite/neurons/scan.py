@@ -100,14 +100,15 @@ def _check(log_a, b, h0, chunk) -> None:
                              f"{getattr(t, 'dtype', type(t).__name__)}")
     if log_a.shape != b.shape or log_a.dim() < 1 or log_a.shape[0] < 1:
         raise ValueError(f"linear_scan: log_a {tuple(log_a.shape)} and b {tuple(b.shape)} must have the same "
-                         f"shape [T, *batch] with T >= 1")
+                         "shape [T, *batch] with T >= 1")
     if log_a.dtype != b.dtype:
         raise ValueError(f"linear_scan: log_a ({log_a.dtype}) and b ({b.dtype}) must have the same dtype")
     if h0 is not None and (not isinstance(h0, torch.Tensor) or h0.shape != b.shape[1:]):
         raise ValueError(f"linear_scan: h0 must be a tensor of shape {tuple(b.shape[1:])} (= b.shape[1:]), "
                          f"got {tuple(h0.shape) if isinstance(h0, torch.Tensor) else type(h0).__name__}")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2:
-        raise ValueError(f"linear_scan: chunk={chunk!r} is invalid; expected an int >= 2 (chunks of 1 step never shorten the sequence)")
+        raise ValueError(f"linear_scan: chunk={chunk!r} is invalid; expected an int >= 2 "
+                         "(chunks of 1 step would never shorten the sequence)")
 
 
 def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, *,
