@@ -1,0 +1,33 @@
+"""The report as one self-contained HTML file: inline CSS, figures embedded as base64 PNG, no script and
+no network access needed to view it."""
+from __future__ import annotations
+
+import base64
+import re
+
+from markupsafe import Markup, escape
+
+from .content import Report
+from .templating import environment
+
+_VERDICTS = ("consistent", "contradicts", "lower than paper", "higher than paper", "inconclusive", "not measured")
+
+
+def _inline_code(text: object) -> Markup:
+    """Escape, then show `backticked` words as code (the only markup the report's prose uses)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def _verdict_class(cell: object) -> Markup:
+    """A class attribute colouring the claims table's verdict cells."""
+    if cell in _VERDICTS:
+        return Markup(f' class="verdict-{str(cell).split()[0]}"')
+    return Markup("")
+
+
+def render_html(report: Report) -> str:
+    env = environment(autoescape=True)
+    env.filters["inline_code"] = _inline_code
+    env.filters["verdict_class"] = _verdict_class
+    images = {f.name: base64.b64encode(f.png.read_bytes()).decode("ascii") for f in report.figures()}
+    return env.get_template("report.html.j2").render(report=report, images=images)
