@@ -200,6 +200,12 @@ class _PSUBase(Neuron):
         x = x_seq.to(cd).reshape(x_seq.shape[0], -1)
         return fire(self.potential(x), self.v_threshold).reshape(x_seq.shape).to(x_seq.dtype)
 
+    def forward_compiled(self, x_seq):
+        # fill the matrix cache outside the graph: filling it inside would change the guarded
+        # attribute and cost a second compilation on the next call
+        self.matrices(compute_dtype(x_seq), x_seq.device)
+        return super().forward_compiled(x_seq)
+
     def forward_reference(self, x_seq):
         state = self.init_state(x_seq.shape[1:], device=x_seq.device, dtype=x_seq.dtype)
         out = []
