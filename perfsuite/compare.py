@@ -1,0 +1,552 @@
+"""Regression gate: compare a candidate run with a baseline run, point by point and metric by metric.
+
+Rows are matched by ``key`` (see `perfsuite.results.point_key`). Each (point, metric) gets one verdict
+from `VERDICTS` with the evidence behind it:
+
+* **time** (noisy): a one-sided Mann–Whitney U test on the raw samples (``time.samples_ms``) *and* a
+  bootstrap interval of the median ratio candidate/baseline. A regression needs the U test significant
+  at ``alpha`` and the whole interval above ``1 + threshold``; the threshold is 5 % by default and never
+  below the point's noise floor when an A/A noise-floor file is given. Pairing a significance test with
+  a minimum factor follows asv's ``compare`` (Mann–Whitney U plus ``--factor``), asking the interval
+  (not only the estimate) to clear the threshold follows Criterion.rs; the fixed-percentage rules of
+  TorchBench and pytest-benchmark flood on GPU noise (``shared/research/harness_anchors.md`` §2, §8, §11).
+* **memory** (deterministic with the CUDA allocator): ratio of ``memory.peak_allocated_bytes`` against a
+  tight threshold.
+* **firing_rate**, **agreement** (``agreement.equal_fraction``) and, for extrapolation rows,
+  **accuracy**: absolute tolerances. These flag a change of behaviour, not of speed, so a firing-rate
+  move in either direction is a regression.
+* **status**: a point that measured ``ok`` in the baseline and failed (error, oom, timeout) in the
+  candidate is a regression; one that now skips is listed as missing.
+
+Points only in the baseline are ``missing``, points only in the candidate are ``new``. Runs from
+different environments (GPU model, driver, torch, triton) are refused unless forced: a baseline from
+another machine says nothing about a change of code.
+
+Exit codes (`Comparison.exit_code`): 0 no regression, 1 at least one regression; bad input (missing
+files, mismatched environments, a bad noise-floor file) raises, and the CLI turns that into exit 2.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .results import load_run
+
+VERDICTS = ("regression", "improvement", "unchanged", "missing", "new")
+METRICS = ("status", "time", "memory", "firing_rate", "agreement", "accuracy")
+#: statuses after which a point's metrics mean nothing; ok -> one of these is a regression
+FAILED = ("error", "oom", "timeout")
+#: environment fields that must match, and where env.json may keep each (first found wins)
+ENV_FIELDS: dict[str, tuple[str, ...]] = {
+    "gpu": ("gpu.name", "gpu_name", "device_name", "gpu"),
+    "driver": ("gpu.driver", "driver", "driver_version", "nvidia_driver"),
+    "torch": ("torch", "torch_version", "versions.torch"),
+    "triton": ("triton", "triton_version", "versions.triton"),
+    # the compile backend changes what `compiled` runs (Inductor vs aot_eager)
+    "compile_backend": ("compile_backend",),
+}
+#: compared only when both runs are CPU runs: there the CPU is the device being timed
+CPU_ENV_FIELDS: dict[str, tuple[str, ...]] = {"cpu": ("cpu.model", "cpu_model")}
+NOISE_FLOOR_KIND = "perfsuite-noise-floor"
+
+
+class EnvironmentMismatch(ValueError):
+    """Baseline and candidate were measured in different environments (and ``force`` was not set)."""
+
+
+# ----------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Thresholds:
+    """What counts as a change. Ratios are fractions (0.05 = 5 %), tolerances absolute."""
+
+    time: float = 0.05
+    alpha: float = 0.01
+    confidence: float = 0.95
+    bootstrap: int = 1000
+    memory: float = 0.01
+    firing_rate: float = 0.01
+    agreement: float = 0.005
+    accuracy: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("time", "memory", "firing_rate", "agreement", "accuracy"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"threshold {name}={v!r} is invalid; expected a finite number >= 0")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 0.5:
+            raise ValueError(f"alpha={self.alpha!r} is invalid; expected a number in (0, 0.5)")
+        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) or not (
+                0.5 <= self.confidence < 1):
+            raise ValueError(f"confidence={self.confidence!r} is invalid; expected a number in [0.5, 1)")
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 100:
+            raise ValueError(f"bootstrap={self.bootstrap!r} is invalid; expected an int >= 100 (resamples)")
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """Per-point time noise floors (fractions) measured from repeated A/A runs on one machine."""
+
+    points: dict[str, float]
+    default: float
+    source: str = ""
+
+    def floor(self, key: str) -> float:
+        return self.points.get(key, self.default)
+
+
+# ----------------------------------------------------------------------------------------- results
+@dataclass
+class Finding:
+    """One verdict for one (point, metric) with its evidence.
+
+    ``change`` is the ratio candidate/baseline for time and memory, the difference candidate−baseline
+    for the absolute metrics, ``None`` where one side has no value."""
+
+    key: str
+    metric: str
+    verdict: str
+    baseline: Any = None
+    candidate: Any = None
+    change: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def point(self) -> str:
+        """Readable head of the key (without the parameter hash)."""
+        return self.key.split("#", 1)[0]
+
+
+@dataclass
+class Comparison:
+    findings: list[Finding]
+    thresholds: Thresholds
+    env_baseline: dict[str, Any] = field(default_factory=dict)
+    env_candidate: dict[str, Any] = field(default_factory=dict)
+    env_differences: list[tuple[str, Any, Any]] = field(default_factory=list)
+    forced: bool = False
+    noise_floor: str | None = None
+    rerun: str | None = None
+    fail_on_missing: bool = False
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(f.verdict == v for f in self.findings) for v in VERDICTS}
+
+    @property
+    def regressions(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict == "regression"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.regressions:
+            return 1
+        if self.fail_on_missing and any(f.verdict == "missing" for f in self.findings):
+            return 1
+        return 0
+
+    def flagged_keys(self) -> list[str]:
+        """Keys of the points with at least one regression (what a confirming re-run measures again)."""
+        return sorted({f.key for f in self.regressions})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": "regression" if self.exit_code else "pass",
+            "exit_code": self.exit_code,
+            "counts": self.counts(),
+            "thresholds": asdict(self.thresholds),
+            "noise_floor": self.noise_floor,
+            "rerun": self.rerun,
+            "forced": self.forced,
+            "env_differences": [{"field": k, "baseline": a, "candidate": b} for k, a, b in self.env_differences],
+            "findings": [asdict(f) | {"point": f.point} for f in self.findings],
+        }
+
+
+# --------------------------------------------------------------------------------------- statistics
+def _row_medians(x: np.ndarray) -> np.ndarray:
+    """Median of each row of ``x`` [B, n] (partition instead of np.median: the bootstrap's hot spot)."""
+    n = x.shape[1]
+    k = n // 2
+    if n % 2:
+        return np.partition(x, k, axis=1)[:, k]
+    p = np.partition(x, (k - 1, k), axis=1)
+    return (p[:, k - 1] + p[:, k]) / 2
+
+
+def median_ratio_interval(baseline: np.ndarray, candidate: np.ndarray, *, confidence: float, resamples: int,
+                          rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(candidate)/median(baseline); each side resampled alone."""
+    b = baseline[rng.integers(0, baseline.size, (resamples, baseline.size))]
+    c = candidate[rng.integers(0, candidate.size, (resamples, candidate.size))]
+    ratios = _row_medians(c) / _row_medians(b)
+    tail = (1.0 - confidence) / 2
+    lo, hi = np.quantile(ratios, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def time_verdict(baseline_ms: Iterable[float], candidate_ms: Iterable[float], *, threshold: float,
+                 alpha: float = 0.01, confidence: float = 0.95, resamples: int = 1000,
+                 seed: int = 0) -> tuple[str, float, dict[str, Any]]:
+    """(verdict, median ratio, evidence) for two sets of raw time samples.
+
+    Regression: the one-sided Mann–Whitney U test says the candidate is slower (p < alpha) *and* the
+    whole bootstrap ``confidence`` interval of the median ratio lies above ``1 + threshold``.
+    Improvement mirrors it (interval below ``1 / (1 + threshold)``). Requiring the interval, not just
+    the point estimate, beyond the threshold is Criterion.rs's rule (a change is reported only when its
+    confidence interval clears the noise threshold): a +2 % shift whose estimate wanders past 5 % under
+    noise is not flagged, at the price of catching a true +5..8 % change only part of the time."""
+    from scipy.stats import mannwhitneyu
+
+    b = np.asarray(list(baseline_ms), dtype=float)
+    c = np.asarray(list(candidate_ms), dtype=float)
+    ratio = float(np.median(c) / np.median(b))
+    direction = "greater" if ratio >= 1.0 else "less"  # test the direction the medians point to
+    p = float(mannwhitneyu(c, b, alternative=direction).pvalue)
+    evidence = {"p_value": p, "alternative": "slower" if direction == "greater" else "faster", "ci": None,
+                "confidence": confidence, "alpha": alpha, "threshold": threshold, "n": [int(b.size), int(c.size)]}
+    if p >= alpha:  # no verdict can follow; skip the bootstrap (most points of a quiet run end here)
+        return "unchanged", ratio, evidence
+    lo, hi = median_ratio_interval(b, c, confidence=confidence, resamples=resamples, rng=np.random.default_rng(seed))
+    evidence["ci"] = [lo, hi]
+    if ratio >= 1.0 and lo > 1.0 + threshold:
+        return "regression", ratio, evidence
+    if ratio < 1.0 and hi < 1.0 / (1.0 + threshold):
+        return "improvement", ratio, evidence
+    return "unchanged", ratio, evidence
+
+
+# ------------------------------------------------------------------------------------- per metric
+def _get(row: dict[str, Any], path: str) -> Any:
+    cur: Any = row
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _one_sided(key: str, metric: str, b: Any, c: Any, why: str = "") -> Finding | None:
+    """missing/new when one side lacks the metric; None when both lack it."""
+    if b is None and c is None:
+        return None
+    if c is None:
+        return Finding(key, metric, "missing", b, None, detail=why or f"candidate has no {metric}")
+    return Finding(key, metric, "new", None, c, detail=why or f"baseline has no {metric}")
+
+
+def _time_finding(key: str, br: dict, cr: dict, th: Thresholds, floor: float | None) -> Finding | None:
+    b, c = _get(br, "time.samples_ms"), _get(cr, "time.samples_ms")
+    if not b or not c:
+        return _one_sided(key, "time", b or None, c or None, "no raw time samples on one side")
+    threshold = max(th.time, floor or 0.0)
+    seed = th.seed + zlib.crc32(key.encode())  # a different resampling stream per point, reproducible
+    verdict, ratio, ev = time_verdict(b, c, threshold=threshold, alpha=th.alpha, confidence=th.confidence,
+                                      resamples=th.bootstrap, seed=seed)
+    if floor is not None:
+        ev["noise_floor"] = floor
+    ci = "" if ev["ci"] is None else " [{:.3f}, {:.3f}]".format(*ev["ci"])
+    detail = f"x{ratio:.3f}{ci} p={ev['p_value']:.2g}, threshold {threshold:.1%}"
+    if verdict == "unchanged" and (ratio > 1 + threshold or ratio < 1 / (1 + threshold)):
+        detail += " (estimate beyond threshold, evidence not sufficient)"
+    return Finding(key, "time", verdict, float(np.median(b)), float(np.median(c)), ratio, ev, detail)
+
+
+def _ratio_finding(key: str, metric: str, b: float, c: float, threshold: float, unit: str) -> Finding:
+    if b == 0:
+        verdict = "unchanged" if c == 0 else "regression"
+        return Finding(key, metric, verdict, b, c, None, {"threshold": threshold}, f"{b:g} -> {c:g} {unit}")
+    ratio = c / b
+    verdict = "regression" if ratio > 1 + threshold else "improvement" if ratio < 1 - threshold else "unchanged"
+    return Finding(key, metric, verdict, b, c, ratio, {"threshold": threshold},
+                   f"x{ratio:.3f} ({b:.4g} -> {c:.4g} {unit}), threshold {threshold:.1%}")
+
+
+def _abs_finding(key: str, metric: str, b: float, c: float, tol: float, *, two_sided: bool) -> Finding:
+    """Absolute tolerance. two_sided: any move beyond tol is a regression (behaviour changed);
+    otherwise a drop is a regression and a rise an improvement (agreement, accuracy)."""
+    d = c - b
+    if abs(d) <= tol:
+        verdict = "unchanged"
+    elif two_sided or d < 0:
+        verdict = "regression"
+    else:
+        verdict = "improvement"
+    return Finding(key, metric, verdict, b, c, d, {"tolerance": tol}, f"{b:.4g} -> {c:.4g} (diff {d:+.4g}, tolerance {tol:g})")
+
+
+def compare_point(key: str, br: dict, cr: dict, th: Thresholds, floor: float | None = None) -> list[Finding]:
+    """Findings of one point present in both runs."""
+    bs, cs = br.get("status"), cr.get("status")
+    if bs != "ok" or cs != "ok":
+        if bs == "ok" and cs in FAILED:
+            verdict, detail = "regression", f"ok -> {cs}: {cr.get('reason') or 'no reason given'}"
+        elif bs == "ok":
+            verdict, detail = "missing", f"candidate {cs}: {cr.get('reason') or 'no reason given'}"
+        elif cs == "ok":
+            verdict, detail = ("improvement" if bs in FAILED else "new"), f"{bs} -> ok"
+        else:
+            verdict, detail = "unchanged", f"{bs} -> {cs}"
+        return [Finding(key, "status", verdict, bs, cs, detail=detail)]
+
+    out: list[Finding | None] = [_time_finding(key, br, cr, th, floor)]
+    bm, cm = _number(_get(br, "memory.peak_allocated_bytes")), _number(_get(cr, "memory.peak_allocated_bytes"))
+    b_method, c_method = _get(br, "memory.method"), _get(cr, "memory.method")
+    if bm is not None and cm is not None and b_method != c_method:
+        out.append(Finding(key, "memory", "missing", bm, cm,
+                           detail=f"memory measured by different methods ({b_method} vs {c_method})"))
+    elif bm is not None and cm is not None:
+        out.append(_ratio_finding(key, "memory", bm, cm, th.memory, "bytes"))
+    else:
+        out.append(_one_sided(key, "memory", bm, cm))
+    for metric, path, tol, two_sided in (
+        ("firing_rate", "activity.firing_rate", th.firing_rate, True),
+        ("agreement", "agreement.equal_fraction", th.agreement, False),
+        ("accuracy", "accuracy", th.accuracy, False),
+    ):
+        b, c = _number(_get(br, path)), _number(_get(cr, path))
+        if b is not None and c is not None:
+            out.append(_abs_finding(key, metric, b, c, tol, two_sided=two_sided))
+        else:
+            out.append(_one_sided(key, metric, b, c))
+    return [f for f in out if f is not None]
+
+
+def _by_key(rows: Iterable[dict[str, Any]], side: str) -> dict[str, dict[str, Any]]:
+    """Rows by key; a key measured twice (a resumed run) keeps its last row."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, row in enumerate(rows):
+        key = row.get("key")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{side}: row {i + 1} has no 'key' (expected rows written by perfsuite run)")
+        out[key] = row
+    return out
+
+
+def compare_rows(baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[str, Any]],
+                 thresholds: Thresholds | None = None, noise_floor: NoiseFloor | None = None) -> list[Finding]:
+    """Findings for every point of either run, regressions first, then by key and metric."""
+    th = thresholds or Thresholds()
+    b, c = _by_key(baseline, "baseline"), _by_key(candidate, "candidate")
+    findings: list[Finding] = []
+    for key in sorted(b.keys() | c.keys()):
+        if key not in c:
+            findings.append(Finding(key, "point", "missing", b[key].get("status"), None, detail="not in the candidate"))
+        elif key not in b:
+            findings.append(Finding(key, "point", "new", None, c[key].get("status"), detail="not in the baseline"))
+        else:
+            findings.extend(compare_point(key, b[key], c[key], th, noise_floor.floor(key) if noise_floor else None))
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    return sorted(findings, key=lambda f: (order[f.verdict], f.key, f.metric))
+
+
+# ------------------------------------------------------------------------------------- environment
+def env_value(env: dict[str, Any], name: str) -> Any:
+    """The environment field ``name`` (see `ENV_FIELDS`, `CPU_ENV_FIELDS`) from an env.json dict, or None."""
+    for path in {**ENV_FIELDS, **CPU_ENV_FIELDS}[name]:
+        v = _get(env, path)
+        if v is not None and not isinstance(v, dict):
+            return v
+    return None
+
+
+def env_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """[(field, baseline value, candidate value)] for every `ENV_FIELDS` entry that differs."""
+    out = []
+    both_cpu = baseline.get("device") == "cpu" and candidate.get("device") == "cpu"
+    for name in [*ENV_FIELDS, *(CPU_ENV_FIELDS if both_cpu else ())]:
+        a, b = env_value(baseline, name), env_value(candidate, name)
+        if a != b:
+            out.append((name, a, b))
+    return out
+
+
+# ------------------------------------------------------------------------------------- noise floor
+def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]], *, z: float = 3.0) -> NoiseFloor:
+    """Noise floor per point from repeated runs of the same code on the same machine (A/A).
+
+    From each point's median times over the runs, ``s`` = the standard deviation of their logs (the
+    run-to-run drift that raw samples of one run cannot show: clocks, thermals, placement). Few runs
+    give a noisy ``s`` per point, so a point's ``s`` is never taken below the pooled one (root mean
+    square over the points). The floor is ``exp(z · √2 · s) − 1``: the change an A/A pair of that point
+    exceeds with probability ≈ 0.3 % at z = 3 — in the spirit of the anchors' advice to keep the gate
+    above a multiple (3×) of the observed A/A spread (``harness_anchors.md`` §11).
+    Points measured ok in fewer than two runs get no floor; points without one use the largest."""
+    if len(runs) < 2:
+        raise ValueError(f"noise floor needs at least 2 runs of the same scenario, got {len(runs)}")
+    if isinstance(z, bool) or not isinstance(z, (int, float)) or z <= 0:
+        raise ValueError(f"noise floor z={z!r} is invalid; expected a number > 0")
+    logs: dict[str, list[float]] = {}
+    for _, rows in runs:
+        for row in rows:
+            m = _number(_get(row, "time.median_ms"))
+            if row.get("status") == "ok" and m and m > 0:
+                logs.setdefault(row["key"], []).append(math.log(m))
+    sd = {k: float(np.std(v, ddof=1)) for k, v in logs.items() if len(v) >= 2}
+    if not sd:
+        raise ValueError("noise floor: no point was measured ok in at least 2 of the runs")
+    pooled = math.sqrt(sum(v * v for v in sd.values()) / len(sd))
+    points = {k: math.expm1(z * math.sqrt(2) * max(v, pooled)) for k, v in sd.items()}
+    return NoiseFloor(points, max(points.values()))
+
+
+def write_noise_floor(path: str | os.PathLike, run_dirs: list[str | os.PathLike]) -> NoiseFloor:
+    """Measure the noise floor of ``run_dirs`` (A/A runs) and write it as JSON to ``path``."""
+    runs = [load_run(r) for r in run_dirs]
+    nf = measure_noise_floor(runs)
+    env = runs[0][0]
+    doc = {"kind": NOISE_FLOOR_KIND, "runs": [str(r) for r in run_dirs],
+           "env": {name: env_value(env, name) for name in ENV_FIELDS},
+           "default": nf.default, "points": nf.points}
+    Path(path).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return replace(nf, source=str(path))
+
+
+def load_noise_floor(path: str | os.PathLike) -> NoiseFloor:
+    """Read a file written by `write_noise_floor`; a malformed one raises `ValueError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"noise floor file {path}: not found (expected a JSON file written by scripts/noise_floor.sh)")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"noise floor file {path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != NOISE_FLOOR_KIND:
+        raise ValueError(f"noise floor file {path}: expected an object with kind={NOISE_FLOOR_KIND!r}")
+    points, default = doc.get("points"), _number(doc.get("default"))
+    if not isinstance(points, dict) or default is None or default < 0 or any(
+            _number(v) is None or v < 0 for v in points.values()):
+        raise ValueError(f"noise floor file {path}: expected 'default' (a number >= 0) and 'points' "
+                         f"(key -> number >= 0)")
+    return NoiseFloor({k: float(v) for k, v in points.items()}, default, str(path))
+
+
+# ------------------------------------------------------------------------------------- entry points
+def compare_runs(baseline: str | os.PathLike, candidate: str | os.PathLike, *, thresholds: Thresholds | None = None,
+                 noise_floor: str | os.PathLike | NoiseFloor | None = None, force: bool = False,
+                 fail_on_missing: bool = False) -> Comparison:
+    """Compare two run folders (or results files).
+
+    Raises `FileNotFoundError` for a missing run, `EnvironmentMismatch` when the environments differ and
+    ``force`` is false, `ValueError` for a bad noise-floor file or rows without keys."""
+    env_b, rows_b = load_run(baseline)
+    env_c, rows_c = load_run(candidate)
+    diffs = env_differences(env_b, env_c)
+    if diffs and not force:
+        what = "; ".join(f"{k}: baseline {a!r}, candidate {b!r}" for k, a, b in diffs)
+        raise EnvironmentMismatch(f"runs come from different environments ({what}); compare runs from the same "
+                                  f"machine and software, or pass --force to compare anyway")
+    nf = load_noise_floor(noise_floor) if isinstance(noise_floor, (str, os.PathLike)) else noise_floor
+    th = thresholds or Thresholds()
+    return Comparison(compare_rows(rows_b, rows_c, th, nf), th, env_b, env_c, diffs, force,
+                      nf.source if nf else None, fail_on_missing=fail_on_missing)
+
+
+def confirm(first: Comparison, rerun: Comparison, rerun_source: str = "") -> Comparison:
+    """Keep a regression of ``first`` only where ``rerun`` (baseline vs a re-measurement of the flagged
+    points) finds the same (point, metric) regressed; the others become ``unchanged`` with both pieces
+    of evidence in the detail. TorchBench confirms by bisection before it alerts (anchors §2); here a
+    second measurement of just the flagged points plays that role."""
+    again = {(f.key, f.metric): f for f in rerun.findings}
+    out = []
+    for f in first.findings:
+        if f.verdict != "regression":
+            out.append(f)
+            continue
+        r = again.get((f.key, f.metric))
+        if r is not None and r.verdict == "regression":
+            out.append(replace(f, evidence=f.evidence | {"rerun": asdict(r)}, detail=f"{f.detail}; re-run: {r.detail}"))
+        else:
+            why = r.detail if r is not None else "not measured again"
+            out.append(replace(f, verdict="unchanged", evidence=f.evidence | {"rerun": asdict(r) if r else None},
+                               detail=f"not confirmed by the re-run ({why}); first run: {f.detail}"))
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    out.sort(key=lambda f: (order[f.verdict], f.key, f.metric))
+    return replace(first, findings=out, rerun=rerun_source or "re-run")
+
+
+# ------------------------------------------------------------------------------------------ output
+_COLUMNS = ("point", "metric", "verdict", "baseline", "candidate", "evidence")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _headline(c: Comparison) -> str:
+    n = c.counts()
+    parts = ", ".join(f"{n[v]} {v}" for v in VERDICTS if n[v])
+    head = "REGRESSION" if c.exit_code else "PASS"
+    extra = []
+    if c.forced and c.env_differences:
+        extra.append("forced across environments: " + "; ".join(f"{k} {a!r} vs {b!r}" for k, a, b in c.env_differences))
+    if c.noise_floor:
+        extra.append(f"noise floor from {c.noise_floor}")
+    if c.rerun:
+        extra.append(f"regressions confirmed by {c.rerun}")
+    return f"{head}: {parts or 'no points'}" + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _shown(c: Comparison, show_all: bool) -> list[Finding]:
+    return c.findings if show_all else [f for f in c.findings if f.verdict != "unchanged"]
+
+
+def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None:
+    """Print the verdicts as a rich table (changed points only unless ``show_all``) and a headline."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    style = {"regression": "bold red", "improvement": "green", "missing": "yellow", "new": "cyan", "unchanged": "dim"}
+    table = Table(title="perfsuite compare", show_lines=False)
+    for col in _COLUMNS:
+        table.add_column(col, overflow="fold")
+    for f in _shown(c, show_all):
+        table.add_row(f.point, f.metric, f"[{style[f.verdict]}]{f.verdict}[/]", _fmt(f.baseline), _fmt(f.candidate),
+                      f.detail)
+    if table.row_count:
+        console.print(table)
+    console.print(("[bold red]" if c.exit_code else "[bold green]") + _headline(c) + "[/]")
+
+
+def to_markdown(c: Comparison) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: headline, changed findings, every finding folded away."""
+
+    def table(findings: list[Finding]) -> list[str]:
+        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+        for f in findings:
+            cells = [f"`{f.point}`", f.metric, f"**{f.verdict}**" if f.verdict == "regression" else f.verdict,
+                     _fmt(f.baseline), _fmt(f.candidate), f.detail]
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+        return lines
+
+    lines = ["## perfsuite regression gate", "", f"**{_headline(c)}**", ""]
+    changed = _shown(c, False)
+    if changed:
+        lines += table(changed) + [""]
+    if c.findings:
+        lines += ["<details><summary>all findings</summary>", ""] + table(c.findings) + ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def to_json(c: Comparison) -> str:
+    return json.dumps(c.to_dict(), indent=1, default=str, allow_nan=False) + "\n"
+

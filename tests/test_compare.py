@@ -1,0 +1,328 @@
+"""The regression gate on synthetic runs with known answers: quiet on A/A noise, catches real changes.
+
+Statistical tests draw raw time samples i.i.d. from a known distribution (`_sample_rows`), so an A/A
+pair really is the same distribution; run-level tests use `synthetic_runs.make_run`.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from perfsuite import compare as cmp
+from perfsuite.results import ENV_FILE, RESULTS_FILE, append_row, point_key
+from synthetic_runs import default_env, make_run
+
+POINTS = [dict(kind="bench", neuron=n, neuron_params={}, backend="eager", seq_len=T, batch=4, features=8,
+               precision="fp32", mode="forward", workload="layer", device="cuda")
+          for n, T in (("lif", 256), ("psn", 1024), ("dsn", 4096))]
+MEDIAN_MS = (0.8, 2.5, 11.0)
+
+
+def _sample_rows(rng, *, slowdown=1.0, sigma=0.05, n=30, outliers=0.0, firing_rate=0.15, memory=1 << 20,
+                 equal_fraction=None):
+    """One row per POINTS entry: ``n`` log-normal samples (sigma in log space) around the point's median
+    times ``slowdown``; a fraction ``outliers`` of samples is 1.5× slower (a one-sided GPU hiccup)."""
+    rows = []
+    for fields, median in zip(POINTS, MEDIAN_MS):
+        s = median * slowdown * np.exp(rng.normal(0.0, sigma, n))
+        s[rng.random(n) < outliers] *= 1.5
+        rows.append({**fields, "key": point_key(fields), "status": "ok", "reason": None,
+                     "time": {"samples_ms": s.tolist(), "median_ms": float(np.median(s))},
+                     "memory": {"peak_allocated_bytes": memory, "method": "cuda_allocator"},
+                     "activity": {"firing_rate": firing_rate},
+                     "agreement": None if equal_fraction is None else {"equal_fraction": equal_fraction}})
+    return rows
+
+
+def _time_verdicts(findings):
+    return [f.verdict for f in findings if f.metric == "time"]
+
+
+def _write(directory, rows, env=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ENV_FILE).write_text(json.dumps(env or default_env(directory.name)))
+    for row in rows:
+        append_row(directory / RESULTS_FILE, row)
+    return directory
+
+
+# ------------------------------------------------------------------------------ statistical behaviour
+def test_aa_false_positive_rate_at_most_one_percent():
+    """200 A/A pairs × 3 points drawn from one distribution (5 % log-normal noise; every other pair
+    with 5 % of its samples 1.5× slower, a one-sided GPU hiccup): count every time verdict that is not
+    `unchanged`; at most 1 % of the 600 may be."""
+    rng = np.random.default_rng(1234)
+    verdicts = []
+    for i in range(200):
+        outliers = 0.05 * (i % 2)
+        verdicts += _time_verdicts(cmp.compare_rows(_sample_rows(rng, outliers=outliers),
+                                                    _sample_rows(rng, outliers=outliers)))
+    assert len(verdicts) == 600
+    false_positives = sum(v == "regression" for v in verdicts)
+    false_changes = sum(v != "unchanged" for v in verdicts)
+    assert false_positives <= 6, f"{false_positives} false regressions in 600 A/A comparisons"
+    assert false_changes <= 6, f"{false_changes} false changes in 600 A/A comparisons"
+
+
+def test_twenty_percent_slowdown_is_caught_every_time():
+    rng = np.random.default_rng(7)
+    verdicts = []
+    for _ in range(30):
+        verdicts += _time_verdicts(cmp.compare_rows(_sample_rows(rng), _sample_rows(rng, slowdown=1.2)))
+    assert verdicts == ["regression"] * 90
+
+
+def test_twenty_percent_speedup_is_an_improvement():
+    rng = np.random.default_rng(8)
+    findings = cmp.compare_rows(_sample_rows(rng), _sample_rows(rng, slowdown=1 / 1.2))
+    assert _time_verdicts(findings) == ["improvement"] * 3
+    assert cmp.Comparison(findings, cmp.Thresholds()).exit_code == 0
+
+
+def test_two_percent_under_five_percent_noise_is_not_flagged():
+    """A real +2 % shift under 5 % sample noise (30 samples a side) stays below the 5 % threshold:
+    at most 1 % of 600 comparisons may flag it."""
+    rng = np.random.default_rng(99)
+    verdicts = []
+    for _ in range(200):
+        verdicts += _time_verdicts(cmp.compare_rows(_sample_rows(rng), _sample_rows(rng, slowdown=1.02)))
+    assert len(verdicts) == 600
+    flagged = sum(v == "regression" for v in verdicts)
+    assert flagged <= 6, f"+2% flagged {flagged} times in 600"
+
+
+def test_time_verdict_evidence():
+    rng = np.random.default_rng(3)
+    b = 10 * np.exp(rng.normal(0, 0.03, 40))
+    verdict, ratio, ev = cmp.time_verdict(b, b * 1.3, threshold=0.05)
+    assert verdict == "regression" and ratio == pytest.approx(1.3)
+    assert ev["p_value"] < 1e-6 and ev["alternative"] == "slower"
+    lo, hi = ev["ci"]
+    assert 1.05 < lo <= 1.3 <= hi
+    assert ev["n"] == [40, 40] and ev["confidence"] == 0.95
+
+
+def test_interval_must_clear_the_threshold():
+    """A certain but small slowdown (+3 % with 0.5 % noise) is significant yet below the 5 % threshold."""
+    rng = np.random.default_rng(4)
+    b = 10 * np.exp(rng.normal(0, 0.005, 40))
+    verdict, ratio, ev = cmp.time_verdict(b, b * 1.03, threshold=0.05)
+    assert verdict == "unchanged" and ev["p_value"] < 1e-6 and ev["ci"][1] < 1.05
+    verdict, _, _ = cmp.time_verdict(b, b * 1.03, threshold=0.01)
+    assert verdict == "regression"
+
+
+def test_large_but_insignificant_change_is_unchanged_and_says_so():
+    """Three samples a side cannot reach p < 0.01 (the exact U test's smallest one-sided p is 1/20)."""
+    verdict, ratio, ev = cmp.time_verdict([1.0, 1.1, 0.9], [1.5, 1.6, 1.4], threshold=0.05)
+    assert verdict == "unchanged" and ratio > 1.3 and ev["p_value"] >= 0.05 and ev["ci"] is None
+    f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9]}},
+                          {"time": {"samples_ms": [1.5, 1.6, 1.4]}}, cmp.Thresholds(), None)
+    assert f.verdict == "unchanged" and "evidence not sufficient" in f.detail
+
+
+def test_threshold_is_never_below_the_noise_floor():
+    rng = np.random.default_rng(5)
+    b, c = _sample_rows(rng), _sample_rows(rng, slowdown=1.12)
+    assert set(_time_verdicts(cmp.compare_rows(b, c))) == {"regression"}
+    floor = cmp.NoiseFloor({}, default=0.15)
+    findings = cmp.compare_rows(b, c, noise_floor=floor)
+    assert set(_time_verdicts(findings)) == {"unchanged"}
+    assert all(f.evidence["threshold"] == 0.15 for f in findings if f.metric == "time")
+
+
+# ------------------------------------------------------------------------------------- other metrics
+def test_memory_ten_percent_is_caught_and_half_percent_is_not():
+    rng = np.random.default_rng(0)
+    base = _sample_rows(rng, memory=1_000_000)
+    worse = cmp.compare_rows(base, _sample_rows(rng, memory=1_100_000))
+    assert [f.verdict for f in worse if f.metric == "memory"] == ["regression"] * 3
+    assert all(f.change == pytest.approx(1.1) for f in worse if f.metric == "memory")
+    same = cmp.compare_rows(base, _sample_rows(rng, memory=1_005_000))
+    assert [f.verdict for f in same if f.metric == "memory"] == ["unchanged"] * 3
+    better = cmp.compare_rows(base, _sample_rows(rng, memory=800_000))
+    assert [f.verdict for f in better if f.metric == "memory"] == ["improvement"] * 3
+
+
+@pytest.mark.parametrize("rate,verdict", [(0.18, "regression"), (0.12, "regression"), (0.155, "unchanged")])
+def test_firing_rate_change_in_either_direction_is_caught(rate, verdict):
+    rng = np.random.default_rng(0)
+    findings = cmp.compare_rows(_sample_rows(rng, firing_rate=0.15), _sample_rows(rng, firing_rate=rate))
+    fr = [f for f in findings if f.metric == "firing_rate"]
+    assert [f.verdict for f in fr] == [verdict] * 3
+    assert fr[0].change == pytest.approx(rate - 0.15)
+
+
+def test_agreement_drop_is_a_regression_and_rise_an_improvement():
+    rng = np.random.default_rng(0)
+    base = _sample_rows(rng, equal_fraction=0.99)
+    drop = cmp.compare_rows(base, _sample_rows(rng, equal_fraction=0.95))
+    assert {f.verdict for f in drop if f.metric == "agreement"} == {"regression"}
+    rise = cmp.compare_rows(base, _sample_rows(rng, equal_fraction=1.0))
+    assert {f.verdict for f in rise if f.metric == "agreement"} == {"improvement"}
+
+
+def test_metric_on_one_side_only_is_missing_or_new():
+    rng = np.random.default_rng(0)
+    base, cand = _sample_rows(rng), _sample_rows(rng, equal_fraction=0.99)
+    for r in cand:
+        r["memory"] = None
+    findings = cmp.compare_rows(base, cand)
+    assert {f.verdict for f in findings if f.metric == "memory"} == {"missing"}
+    assert {f.verdict for f in findings if f.metric == "agreement"} == {"new"}
+
+
+def test_failed_and_recovered_points():
+    rng = np.random.default_rng(0)
+    base, cand = _sample_rows(rng), _sample_rows(rng)
+    cand[0].update(status="oom", reason="CUDA out of memory", time=None)
+    cand[1].update(status="skipped", reason="predicted memory above the limit", time=None)
+    findings = {f.key: f for f in cmp.compare_rows(base, cand)}
+    assert findings[base[0]["key"]].verdict == "regression" and "oom" in findings[base[0]["key"]].detail
+    assert findings[base[1]["key"]].verdict == "missing"
+    back = {f.key: f for f in cmp.compare_rows(cand, base) if f.metric == "status"}
+    assert back[base[0]["key"]].verdict == "improvement"
+
+
+# --------------------------------------------------------------------------------------- run folders
+def test_missing_and_new_points_are_listed(tmp_path):
+    a = make_run(tmp_path / "a", neurons=("lif",), seq_lens=(64, 128), modes=("forward",), noise=0.0)
+    b = make_run(tmp_path / "b", neurons=("lif",), seq_lens=(128, 256), modes=("forward",), noise=0.0)
+    c = cmp.compare_runs(a, b)
+    points = {(f.verdict, f.point.split("/")[4]) for f in c.findings if f.metric == "point"}
+    assert points == {("missing", "64"), ("new", "256")}
+    assert c.counts()["missing"] == 2 and c.counts()["new"] == 2  # two backends each
+    assert c.exit_code == 0
+    assert cmp.compare_runs(a, b, fail_on_missing=True).exit_code == 1
+
+
+def test_identical_runs_pass_and_regressed_run_fails(tmp_path):
+    a = make_run(tmp_path / "a", neurons=("lif", "psn"), seq_lens=(64, 256), noise=0.0, seed=1)
+    same = make_run(tmp_path / "same", neurons=("lif", "psn"), seq_lens=(64, 256), noise=0.0, seed=1)
+    slow = make_run(tmp_path / "slow", neurons=("lif", "psn"), seq_lens=(64, 256), noise=0.0, seed=2,
+                    prefactor={"psn": 0.0005 * 1.3})
+    ok = cmp.compare_runs(a, same)
+    assert ok.exit_code == 0 and set(ok.counts()) == set(cmp.VERDICTS) and ok.counts()["regression"] == 0
+    bad = cmp.compare_runs(a, slow)
+    assert bad.exit_code == 1
+    assert {f.point.split("/")[0] for f in bad.regressions} == {"psn"}
+    assert all(f.metric == "time" for f in bad.regressions)
+
+
+@pytest.mark.parametrize("field,value", [("gpu", {"name": "Other GPU"}), ("torch", "9.9"), ("triton", "9.9")])
+def test_mismatched_environments_are_refused_unless_forced(tmp_path, field, value):
+    a = make_run(tmp_path / "a", neurons=("lif",), seq_lens=(64,), noise=0.0)
+    env = default_env("b")
+    env[field] = value
+    b = make_run(tmp_path / "b", env=env, neurons=("lif",), seq_lens=(64,), noise=0.0)
+    with pytest.raises(cmp.EnvironmentMismatch, match=field):
+        cmp.compare_runs(a, b)
+    forced = cmp.compare_runs(a, b, force=True)
+    assert forced.forced and [d[0] for d in forced.env_differences] == [field]
+    assert "forced across environments" in cmp.to_markdown(forced)
+
+
+def test_driver_mismatch_is_refused(tmp_path):
+    env_a, env_b = default_env("a"), default_env("b")
+    env_a["gpu"]["driver"], env_b["gpu"]["driver"] = "550.54", "560.28"
+    a = make_run(tmp_path / "a", env=env_a, neurons=("lif",), seq_lens=(64,))
+    b = make_run(tmp_path / "b", env=env_b, neurons=("lif",), seq_lens=(64,))
+    with pytest.raises(cmp.EnvironmentMismatch, match="driver"):
+        cmp.compare_runs(a, b)
+
+
+def test_missing_run_and_keyless_rows_are_bad_input(tmp_path):
+    a = make_run(tmp_path / "a", neurons=("lif",), seq_lens=(64,))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        cmp.compare_runs(a, tmp_path / "nope")
+    with pytest.raises(ValueError, match="row 1 has no 'key'"):
+        cmp.compare_rows([{"status": "ok"}], [])
+
+
+def test_thresholds_are_validated():
+    with pytest.raises(ValueError, match=r"threshold time=-0.1 .* >= 0"):
+        cmp.Thresholds(time=-0.1)
+    with pytest.raises(ValueError, match=r"alpha=0.7"):
+        cmp.Thresholds(alpha=0.7)
+    with pytest.raises(ValueError, match=r"bootstrap=10"):
+        cmp.Thresholds(bootstrap=10)
+
+
+# --------------------------------------------------------------------------------------- noise floor
+def test_noise_floor_from_aa_runs_silences_run_to_run_drift(tmp_path):
+    """make_run's point noise moves each point's median from run to run (3 % in log space) while its
+    samples scatter only 1 %: the U test sees every drift as significant, so plain A/A comparisons raise
+    false alarms; a floor measured from five other A/A runs keeps them at most 1 % of the comparisons
+    (its z = 3 aims at ≈ 0.3 %) and a +40 % change still fails."""
+    kw = dict(neurons=("lif", "psn"), seq_lens=(64, 1024), noise=0.03)
+    aa = [make_run(tmp_path / f"aa{i}", seed=10 + i, **kw) for i in range(5)]
+    nf = cmp.write_noise_floor(tmp_path / "floor.json", aa)
+    assert len(nf.points) == 16 and nf.default == max(nf.points.values())
+    assert 0.05 < min(nf.points.values()) and nf.default < 0.4
+    loaded = cmp.load_noise_floor(tmp_path / "floor.json")
+    assert loaded.points == pytest.approx(nf.points) and loaded.source.endswith("floor.json")
+
+    plain = with_floor = compared = 0
+    for seed in range(20, 30):
+        base = make_run(tmp_path / "base", seed=seed, **kw)
+        cand = make_run(tmp_path / "cand", seed=seed + 100, **kw)
+        plain += len(cmp.compare_runs(base, cand).regressions)
+        gated = cmp.compare_runs(base, cand, noise_floor=tmp_path / "floor.json")
+        with_floor += len(gated.regressions)
+        compared += sum(f.metric == "time" for f in gated.findings)
+    assert compared == 160
+    assert plain > 5, "the drift should fool a gate without a floor (else this test shows nothing)"
+    assert with_floor <= compared // 100, f"{with_floor} false regressions with the floor ({plain} without)"
+    slow = make_run(tmp_path / "slow", seed=200, prefactor={"psn": 0.0005 * 1.4}, **kw)
+    gated = cmp.compare_runs(base, slow, noise_floor=tmp_path / "floor.json")
+    assert {f.point.split("/")[0] for f in gated.regressions} == {"psn"}
+
+
+def test_noise_floor_needs_two_runs_and_a_valid_file(tmp_path):
+    a = make_run(tmp_path / "a", neurons=("lif",), seq_lens=(64,))
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        cmp.write_noise_floor(tmp_path / "f.json", [a])
+    with pytest.raises(ValueError, match="not found"):
+        cmp.load_noise_floor(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text('{"kind": "perfsuite-noise-floor", "default": -1, "points": {}}')
+    with pytest.raises(ValueError, match="'default'"):
+        cmp.load_noise_floor(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="kind"):
+        cmp.load_noise_floor(tmp_path / "other.json")
+
+
+# -------------------------------------------------------------------------------- re-run and output
+def test_rerun_keeps_only_confirmed_regressions():
+    rng = np.random.default_rng(11)
+    base = _sample_rows(rng)
+    first = cmp.Comparison(cmp.compare_rows(base, _sample_rows(rng, slowdown=1.2)), cmp.Thresholds())
+    assert len(first.flagged_keys()) == 3
+    again_slow = cmp.Comparison(cmp.compare_rows(base, _sample_rows(rng, slowdown=1.2)), cmp.Thresholds())
+    confirmed = cmp.confirm(first, again_slow, "rerun-1")
+    assert confirmed.exit_code == 1 and len(confirmed.regressions) == 3
+    assert all("re-run:" in f.detail for f in confirmed.regressions)
+    again_fine = cmp.Comparison(cmp.compare_rows(base, _sample_rows(rng)), cmp.Thresholds())
+    refuted = cmp.confirm(first, again_fine, "rerun-2")
+    assert refuted.exit_code == 0 and refuted.rerun == "rerun-2"
+    assert all("not confirmed by the re-run" in f.detail for f in refuted.findings if f.metric == "time")
+
+
+def test_markdown_json_and_terminal_outputs(tmp_path):
+    from rich.console import Console
+
+    rng = np.random.default_rng(2)
+    c = cmp.Comparison(cmp.compare_rows(_sample_rows(rng), _sample_rows(rng, slowdown=1.25, firing_rate=0.2)),
+                       cmp.Thresholds())
+    md = cmp.to_markdown(c)
+    assert md.startswith("## perfsuite regression gate")
+    assert "**REGRESSION: 6 regression" in md
+    assert md.count("| **regression** |") == 2 * 6  # changed table + the folded full table
+    doc = json.loads(cmp.to_json(c))
+    assert doc["exit_code"] == 1 and doc["result"] == "regression" and doc["counts"]["regression"] == 6
+    assert {f["metric"] for f in doc["findings"] if f["verdict"] == "regression"} == {"time", "firing_rate"}
+    assert all(f["point"] and f["evidence"] is not None for f in doc["findings"])
+    console = Console(record=True, width=200)
+    cmp.render_table(c, console)
+    text = console.export_text()
+    assert "regression" in text and "lif/eager/forward/fp32/256" in text and "REGRESSION" in text
