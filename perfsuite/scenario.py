@@ -64,8 +64,6 @@ WORKLOAD_PARAMS = {"layer": {"target_rate": 0.1},
 RULE_FIELDS = ("neuron", "backend", "seq_len", "batch", "features", "neurons", "precision", "mode",
                "workload", "device")
 NUMERIC_RULE_FIELDS = ("seq_len", "batch", "features", "neurons")
-#: the extrapolation block: key -> (type check, what is expected); consumed by the extrapolation runner
-EXTRAPOLATION_REQUIRED = ("task", "train_len", "eval_lens")
 #: parameter checks build neurons for real on the CPU up to this T, on the meta device above it
 BUILD_CHECK_CPU_MAX_T = 2048
 #: at most this many values from one range mapping (a typo such as ``mul: 1.0001`` should not hang)
@@ -895,7 +893,9 @@ def _numeric_pred(v: Any):
 
 
 # ---------------------------------------------------------------------------------- extrapolation
-#: key -> (checker(value) -> bool, what is expected). ``neurons`` is checked like the top-level list.
+#: key -> (type check, what is expected): the fields of `perfsuite.extrapolation.ExtrapolationConfig`,
+#: which gives each a default (so none is required here). ``neurons`` is checked like the top-level
+#: list, restricted to registered names with ``params`` (the extrapolation runner builds by name).
 _EXTRAPOLATION_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "task": (lambda v: isinstance(v, str) and bool(v), "a task name (a non-empty string)"),
     "task_params": (lambda v: isinstance(v, dict), "a mapping of task parameters"),
@@ -908,31 +908,42 @@ _EXTRAPOLATION_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "hidden": (lambda v: _is_int(v) and v >= 1, "an int >= 1 (model width)"),
     "layers": (lambda v: _is_int(v) and v >= 1, "an int >= 1 (model depth)"),
     "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "precision": (lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
+    "backend": (lambda v: v in neurons.backend_names(), "a backend name (perfsuite list backends)"),
     "seed": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    "policy": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "serial_check_len": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "neurons": (lambda v: True, ""),
 }
 
 
 def _extrapolation(pr: _Problems, raw: Any) -> dict | None:
-    """Validate the ``extrapolation:`` block's keys and types; keep it as a dict. Neuron entries are
-    checked like the top-level ones (names, plugin paths, parameter names)."""
+    """Validate the ``extrapolation:`` block's keys and types; keep it as a dict. Neuron names and
+    parameter names are checked as at the top level, parameter values at ``train_len``."""
     if not isinstance(raw, dict):
         pr.add("extrapolation", raw, f"a mapping with keys {list(_EXTRAPOLATION_KEYS)}")
         return None
     pr.unknown_keys("extrapolation", raw, _EXTRAPOLATION_KEYS, "unknown extrapolation key")
-    for k in EXTRAPOLATION_REQUIRED:
-        if k not in raw:
-            pr.add(f"extrapolation.{k}", None, _EXTRAPOLATION_KEYS[k][1], MISSING)
     for k, v in raw.items():
         if k in _EXTRAPOLATION_KEYS and k != "neurons":
             check, expected = _EXTRAPOLATION_KEYS[k]
             if not check(v):
-                pr.add(f"extrapolation.{k}", v, expected, choices=PRECISIONS if k == "precision" else None)
+                choices = PRECISIONS if k == "precision" else neurons.backend_names() if k == "backend" else None
+                pr.add(f"extrapolation.{k}", v, expected, choices=choices)
     if "neurons" in raw:
         n0 = len(pr.items)
-        entries = _neuron_entries(pr, "extrapolation.neurons", raw["neurons"])
+        items = raw["neurons"]
+        for j, item in enumerate(items if isinstance(items, list) else []):
+            ip = f"extrapolation.neurons[{j}]"
+            if isinstance(item, dict):
+                pr.unknown_keys(ip, {k: v for k, v in item.items() if k in NEURON_KEYS}, ("name", "params"),
+                                "not supported in an extrapolation neuron entry:")
+            elif isinstance(item, str) and is_plugin(item):
+                pr.add(ip, item, "a registered neuron name (plugins are not supported by extrapolation runs)",
+                       "plugin not supported:")
+        if len(pr.items) > n0:
+            return dict(raw)
+        entries = _neuron_entries(pr, "extrapolation.neurons", items)
         train_len = raw.get("train_len")
         if len(pr.items) == n0 and _is_int(train_len) and train_len >= 1:
             for i, e in enumerate(entries):

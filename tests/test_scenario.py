@@ -109,6 +109,13 @@ BAD = [
      "eval_len", "'eval_lens'", "eval_lens"),
     ({"extrapolation": {"task": "markov_lm", "train_len": 32, "eval_lens": [64], "precision": "fp8"}},
      "extrapolation.precision", "fp8", "one of ['fp32', 'bf16', 'fp16']", None),
+    ({"extrapolation": {"backend": "eagre"}}, "extrapolation.backend", "eagre", "a backend name", "eager"),
+    ({"extrapolation": {"neurons": ["perfsuite.neurons.lif:LIF"]}}, "extrapolation.neurons[0]",
+     "perfsuite.neurons.lif:LIF", "a registered neuron name (plugins are not supported", None),
+    ({"extrapolation": {"neurons": [{"name": "lif", "seq_lens": [8]}]}}, "extrapolation.neurons[0].seq_lens",
+     "seq_lens", "one of ['name', 'params']", None),
+    ({"extrapolation": {"neurons": [{"name": "lif", "params": {"tua": 2.0}}]}},
+     "extrapolation.neurons[0].params.tua", "tua", "a parameter of lif", "tau"),
 ]
 
 
@@ -329,13 +336,18 @@ def test_device_resolution(tmp_path):
 
 def test_extrapolation_block_is_kept(tmp_path):
     block = {"task": "markov_lm", "train_len": 32, "eval_lens": [32, 64, 128], "steps": 10, "lr": 1e-3,
-             "precision": "fp32", "neurons": ["lif", {"name": "masked_psn", "params": {"k": 4}}, "dsn"]}
+             "weight_decay": 0.0, "precision": "fp32", "backend": "eager", "serial_check_len": 16, "hidden": 8,
+             "neurons": ["lif", {"name": "masked_psn", "params": {"k": 4}}, "dsn"]}
     sc = load_scenario(write(tmp_path, {"name": "extra", "extrapolation": block}))
     assert sc.extrapolation == block and sc.points() == [] and sc.name == "extra"
     err = problems_of(write(tmp_path, {"name": "extra", "extrapolation": {**block, "neurons": [
         {"name": "masked_psn", "params": {"k": 64}}]}}))
     assert err.problems[0].path == "extrapolation.neurons[0].params.k" and "at seq_len=32" in err.problems[0].expected
     assert scenario(tmp_path).extrapolation is None
+    # the block is what the extrapolation runner's config takes
+    extrapolation = pytest.importorskip("perfsuite.extrapolation")
+    cfg = extrapolation.ExtrapolationConfig.from_block(sc.extrapolation)
+    assert (cfg.train_len, cfg.eval_lens, cfg.hidden) == (32, [32, 64, 128], 8)
 
 
 # ------------------------------------------------------------------------------------------ plugins
