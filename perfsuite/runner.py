@@ -241,16 +241,17 @@ def _measure(point, ctx: dict) -> dict:
     wl = Workload(point, device)
     fn = wl.call()
     cold = time_call(fn, device)  # first call: compile, autotune, allocator growth
+    estimate = None
     if "memory" in metrics:
         with PeakMemory(device) as pm:
-            fn()
+            estimate = time_call(fn, device)  # a steady-state call: also the estimate for the budgets
         res["memory"], reason = pm.result()
         if reason:
             res["memory_reason"] = reason
     if "time" in metrics:
         t = point.timing
         res["time"] = bench(fn, device, warmup_ms=t.warmup_ms, rep_ms=t.rep_ms, min_reps=t.min_reps,
-                            max_reps=t.max_reps)
+                            max_reps=t.max_reps, estimate_ms=estimate)
         res["time"]["cold_start_ms"] = cold if t.cold_start else None
     if "energy" in metrics:
         meter = NvmlEnergy(device)
@@ -388,6 +389,7 @@ class Runner:
                 n = len(read_rows(results))
                 raise ValueError(f"{self.out_dir} already holds {n} rows; pass --resume to finish that run "
                                  "or choose another --out folder")
+            repair_torn_tail(results)
             done = {r["key"] for r in read_rows(results)}
         self.out_dir.mkdir(parents=True, exist_ok=True)
         todo = [p for p in points if p.key not in done]
@@ -448,6 +450,17 @@ class Runner:
             self._drop_worker()  # the process may hold a poisoned CUDA context or leaked memory
         return make_row(point, run_id, res["status"], res["reason"], res, plan.predicted_bytes, started_at,
                         time.perf_counter() - t0)
+
+
+def repair_torn_tail(path: Path) -> bool:
+    """Cut a last line left unfinished by a kill mid-write, so rows appended later stay valid JSON
+    lines (`read_rows` ignores a torn *last* line only). Returns True when something was cut."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(data.rfind(b"\n") + 1)
+    return True
 
 
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,

@@ -114,6 +114,18 @@ def unsupported_reason(point, device: str) -> str | None:
     return None
 
 
+def point_spec(point):
+    """The spec of the point's neuron as built with its parameters (costs may depend on them, e.g.
+    sliding_psn's k): the module is built on the meta device, so nothing is allocated."""
+    try:
+        with torch.device("meta"):
+            return build_neuron(point, "eager").spec
+    except (ValueError, TypeError):
+        raise
+    except Exception:  # an op the meta device lacks: the class's spec
+        return scenario.neuron_spec(point.neuron)
+
+
 def _param_count(point) -> int:
     """Parameters of the neurons and linear layers, counted on the meta device (nothing allocated)."""
     fan_in, widths = block_widths(point)
@@ -130,7 +142,7 @@ def predicted_memory_bytes(point) -> int:
     """A lower bound of the point's device memory: parameters (and their gradients in train), the
     input, and per block the neuron's analytic minimum bytes for the mode (its input, spikes and what
     the backward stores)."""
-    spec = scenario.neuron_spec(point.neuron)
+    spec = point_spec(point)
     b = dtype_bytes(point.precision)
     train = point.mode == "train"
     T, B = point.seq_len, point.batch
@@ -144,7 +156,7 @@ def analytic_cost(point) -> dict:
     """The ``cost`` block: FLOPs and minimum bytes of one call from the neuron's spec, summed over the
     blocks, plus in a network the linear layers (GEMM 2·T·B·in·out FLOPs forward, twice that more
     backward; weights read once, and their gradients written in train)."""
-    spec = scenario.neuron_spec(point.neuron)
+    spec = point_spec(point)
     train = point.mode == "train"
     T, B, b = point.seq_len, point.batch, dtype_bytes(point.precision)
     fan_in, widths = block_widths(point)

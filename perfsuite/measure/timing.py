@@ -60,11 +60,15 @@ def _samples(fn: Callable[[], object], reps: int, device: str) -> list[float]:
 
 
 def bench(fn: Callable[[], object], device: str, *, warmup_ms: float, rep_ms: float, min_reps: int,
-          max_reps: int) -> dict:
+          max_reps: int, estimate_ms: float | None = None) -> dict:
     """Time ``fn`` with budgets; returns the ``time`` block of a row without ``cold_start_ms``.
 
-    ``fn`` must already have been called once (cold start is measured separately by the caller)."""
-    est = statistics.median(time_call(fn, device) for _ in range(ESTIMATE_CALLS))
+    ``fn`` must already have been called once (cold start is measured separately by the caller).
+    ``estimate_ms``: the time of a steady-state call the caller already measured (saves the estimate
+    calls; slow points on a CPU pay seconds for each)."""
+    if estimate_ms is None:
+        estimate_ms = statistics.median(time_call(fn, device) for _ in range(ESTIMATE_CALLS))
+    est = estimate_ms
     est = max(est, 1e-3)
     n_warmup = max(1, math.ceil(warmup_ms / est))
     reps = min(max(min_reps, math.ceil(rep_ms / est)), max_reps)

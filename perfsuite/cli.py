@@ -1,0 +1,256 @@
+"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report.
+
+Every user mistake (a bad scenario, a folder that already holds rows, a bad ``--shard``) prints one
+clear message to stderr and exits with code 2, never a traceback. One small function per command.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark and profile parallel spiking neurons against the serial LIF baseline.")
+out = Console()
+err = Console(stderr=True)
+
+#: exit codes: user mistake (as click's usage errors), interrupted run (as a shell's SIGINT)
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class ListWhat(str, Enum):
+    neurons = "neurons"
+    backends = "backends"
+    devices = "devices"
+
+
+def fail(message: str) -> None:
+    """Print a user-facing error and exit 2."""
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _load(path: Path):
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        err.print(str(exc), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _default_out(name: str) -> Path:
+    return Path("reports") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+# ----------------------------------------------------------------------------------------- run
+@app.command()
+def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
+        out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default reports/<scenario>-<timestamp>/)"),
+        device: Optional[Device] = typer.Option(None, help="auto|cpu|cuda (default: the scenario's device)"),
+        resume: bool = typer.Option(False, "--resume", help="finish the run in --out: skip points already in its rows"),
+        shard: Optional[str] = typer.Option(None, help="run shard i of n ('i/n', 1 <= i <= n) of the sweep"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="list the points with predicted memory; run nothing"),
+        report: bool = typer.Option(True, "--report/--no-report", help="build the report at the end"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="draw a progress bar")) -> None:
+    """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
+    from . import runner
+
+    sc = _load(scenario)
+    try:
+        shard_t = runner.parse_shard(shard) if shard is not None else None
+        points = runner.select_shard(sc.points(device.value if device else None), shard_t)
+    except ValueError as exc:
+        fail(str(exc))
+    if dry_run:
+        return _dry_run(sc, points, device.value if device else None)
+    if resume and out_dir is None:
+        fail("--resume needs --out: the folder of the run to finish")
+    out_dir = out_dir or _default_out(sc.name)
+    try:
+        result = runner.run_points(points, out_dir, resume=resume, progress=progress, console=err)
+    except ValueError as exc:
+        fail(str(exc))
+    out.print(runner.summary_table(result.rows))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
+    out.print(f"{result.new_rows} new rows ({counts}); {result.resumed} points already done. "
+              f"Rows: {out_dir / 'results.jsonl'}; summary: {out_dir / runner.SUMMARY_FILE}", highlight=False)
+    if result.interrupted:
+        err.print(f"interrupted: finished rows are kept; finish with: perfsuite run {scenario} --out {out_dir} --resume",
+                  highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report:
+        try:
+            _build_report([out_dir], out_dir)
+        except Exception as exc:  # the rows are safe; a report can be rebuilt with `perfsuite report`
+            err.print(f"report failed ({type(exc).__name__}: {exc}); rebuild it with: perfsuite report {out_dir}",
+                      highlight=False)
+            raise typer.Exit(1)
+
+
+def _dry_run(sc, points, device: str | None) -> None:
+    from .measure.memory import device_memory_bytes
+    from .runner import plan_point
+
+    dev = points[0].device if points else "cpu"
+    try:
+        dev_bytes = device_memory_bytes(dev)
+    except Exception as exc:  # e.g. --device cuda on a machine without one
+        fail(f"cannot read the memory of device {dev!r}: {exc}")
+    # plain lines, not a table: the reasons are long and the listing is meant to be grepped
+    typer.echo(f"{sc.name}: {len(points)} points on {dev} (memory {_human_bytes(dev_bytes)}); "
+               "predicted memory is an analytic lower bound")
+    for i, p in enumerate(points):
+        plan = plan_point(p, dev_bytes)
+        pred = f">= {_human_bytes(plan.predicted_bytes)}" if plan.predicted_bytes is not None else "-"
+        verdict = "run" if plan.status is None else f"{plan.status}: {plan.reason}"
+        typer.echo(f"{i + 1:4d}  {p.neuron}/{p.backend}/{p.mode}/{p.precision} T={p.seq_len} B={p.batch} "
+                   f"F={p.features}  {pred}  {verdict}")
+    excluded = sc.excluded(device)
+    if excluded:
+        typer.echo(f"{len(excluded)} points excluded by rules (first: {excluded[0][0].key}: {excluded[0][1]})")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"  # pragma: no cover
+
+
+def _build_report(run_dirs: list[Path], out_dir: Path) -> None:
+    try:
+        from .report import build_report
+    except ImportError as exc:
+        err.print(f"note: no report built (the report builder is not available: {exc}); "
+                  f"the rows and summary.md are in {out_dir}", highlight=False)
+        return
+    path = build_report(run_dirs, out_dir)
+    out.print(f"report: {path}", highlight=False)
+
+
+# ------------------------------------------------------------------------------------ validate
+@app.command()
+def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> None:
+    """Check a scenario file; exit 2 with every problem listed when it is invalid."""
+    sc = _load(file)
+    points = sc.points()
+    out.print(f"{file}: valid; {len(points)} points ({len(sc.excluded())} excluded by rules)", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------- list
+@app.command("list")
+def list_(what: ListWhat = typer.Argument(ListWhat.neurons, help="neurons | backends | devices")) -> None:
+    """List the registered neurons, the backends (and the neurons that have each), or the devices."""
+    from . import neurons
+
+    if what is ListWhat.neurons:
+        table = Table("neuron", "family", "causal", "serial", "T-bound", "integer", "summary")
+        for n in neurons.names():
+            s = neurons.info(n)
+            table.add_row(n, s.family, _yn(s.causal), _yn(s.serial_inference), _yn(s.fixed_length),
+                          _yn(s.integer_spikes), s.summary)
+    elif what is ListWhat.backends:
+        table = Table("backend", "neurons with it on this machine")
+        have = {n: neurons.backends_of(n) for n in neurons.names()}
+        for b in neurons.backend_names():
+            table.add_row(b, ", ".join(n for n, bs in have.items() if b in bs) or "none available on this machine")
+    else:
+        table = _devices_table()
+    out.print(table)
+
+
+def _yn(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def _devices_table() -> Table:
+    import os
+
+    import torch
+
+    from .measure.device import cpu_model
+
+    table = Table("device", "name", "memory GiB")
+    table.add_row("cpu", f"{cpu_model()} ({os.cpu_count()} cores)", "")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            table.add_row(f"cuda:{i}", p.name, f"{p.total_memory / 1024 ** 3:.1f}")
+    else:
+        table.add_row("cuda", "none visible to torch", "")
+    return table
+
+
+# ----------------------------------------------------------------------------------------- env
+@app.command()
+def env(device: Device = typer.Option(Device.auto, help="auto|cpu|cuda"),
+        roofline: bool = typer.Option(False, "--roofline", help="also measure copy bandwidth and matmul FLOP/s")) -> None:
+    """Print the environment a run records in env.json (as JSON)."""
+    from .measure import device as devmod
+    from .scenario import resolve_device
+
+    dev = resolve_device(device.value)
+    try:
+        from .runner import _check_device
+
+        _check_device(dev)
+    except ValueError as exc:
+        fail(str(exc))
+    info = devmod.environment(dev)
+    if roofline:
+        info["roofline"] = devmod.roofline(dev)
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+# --------------------------------------------------------------------------------------- merge
+@app.command()
+def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged run"),
+          parts: List[Path] = typer.Argument(..., help="run folders (shards) to join")) -> None:
+    """Join shard run folders into one (rows deduplicated by key)."""
+    from .runner import merge_runs
+
+    try:
+        result = merge_runs(out_dir, parts)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    out.print(f"merged {len(parts)} parts into {out_dir}: {len(result.rows)} rows", highlight=False)
+
+
+# -------------------------------------------------------------------------------------- report
+@app.command()
+def report(run_dirs: List[Path] = typer.Argument(..., help="run folders"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default: the first run)")) -> None:
+    """Build report.md, report.html and plots from run folders."""
+    missing = [str(d) for d in run_dirs if not (d / "results.jsonl").exists() and not d.is_file()]
+    if missing:
+        fail(f"no results.jsonl in {', '.join(missing)} (expected run folders)")
+    try:
+        _build_report(list(run_dirs), out_dir or run_dirs[0])
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    """Entry point of the ``perfsuite`` script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
