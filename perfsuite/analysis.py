@@ -572,6 +572,7 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, run: str, cache: dict | None 
     if kind == "speedup":
         pts = _speedup_points(d, m, cache)
         label = f"{m['baseline']} time / {m['neuron']} time, best backends, mode {m.get('mode', 'train')}"
+        rec["how"] = label + (f" at T≈{m['seq_len']}" if m.get("seq_len") else "")
         if pts.empty:
             rec["difference"] = f"no common ok {m['neuron']} and {m['baseline']} {m.get('mode', 'train')} points"
             return rec
@@ -637,7 +638,7 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, run: str, cache: dict | None 
         act = cache["activity"]
         rates = act.groupby("neuron")["firing_rate"].median().dropna()
         others = [o for o in m["others"] if o in rates.index]
-        rec["how"] = f"median firing rate over the ok points of each neuron (calibrated drive of the run)"
+        rec["how"] = "median firing rate over the ok points of each neuron (calibrated drive of the run)"
         if m["neuron"] not in rates.index or not others:
             rec["difference"] = f"no firing rates for {m['neuron']} and at least one of {m['others']}"
             return rec

@@ -208,12 +208,12 @@ def headline_section(an: A.Analysis) -> Section:
     return sec
 
 
-def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, str]) -> Section:
+def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Section:
     sec = Section("scaling", "Scaling with sequence length")
     for key in ("time", "memory", "energy", "throughput"):
         sec.blocks += figures.get(key, [])
         if key in missing:
-            sec.blocks.append(Paragraph(f"{DASH} no {key} plot: {missing[key]}"))
+            sec.blocks.append(Paragraph(f"{DASH} no {key} plot: {'; '.join(missing[key])}"))
     fits = an.fits
     if fits.empty:
         sec.blocks.append(Paragraph(f"{DASH} no fits: no timed point succeeded."))
@@ -383,7 +383,8 @@ def claims_section(an: A.Analysis) -> Section:
         pv = c["paper_value"]
         pv = (f"{pv[0]}–{pv[1]}{c['unit']}" if isinstance(pv, (list, tuple)) else f"{pv}{c['unit']}")
         rows.append(([c["run"]] if several else []) + [
-            f"{c['statement']} ({c['paper']})", pv, c["conditions"], c["measured"] or DASH, c["verdict"],
+            f"{c['statement']} ({c['paper']})", pv, c["conditions"],
+            c["measured"] if isinstance(c["measured"], str) else DASH, c["verdict"],
             c["difference"], f"{c['source']} {c['evidence'].split(']')[0]}]", c["how"] + (
                 f" Note: {c['note']}" if isinstance(c.get("note"), str) else "")])
     sec.blocks.append(Table((["run"] if several else []) + [
@@ -440,7 +441,7 @@ def comparison_section(an: A.Analysis) -> Section | None:
     return sec
 
 
-def build_content(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, str]) -> Report:
+def build_content(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Report:
     """All sections of the report, in reading order."""
     sections = [environment_section(an), headline_section(an), scaling_section(an, figures, missing),
                 backends_section(an), roofline_section(an), activity_section(an),

@@ -13,4 +13,5 @@ def _md_cell(value: object) -> str:
 def render_markdown(report: Report) -> str:
     env = environment(autoescape=False)
     env.filters["mdcell"] = _md_cell
+    env.filters["md_rule"] = lambda columns: "|" + "---|" * len(columns)
     return env.get_template("report.md.j2").render(report=report)

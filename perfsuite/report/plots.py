@@ -128,12 +128,12 @@ _CAPTIONS = {
 _BLOCK = {"memory": "memory", "energy": "energy", "throughput": "time", "time": "time"}
 
 
-def make_plots(an: A.Analysis, out: Path, *, dpi: int = 110) -> tuple[dict[str, list[Figure]], dict[str, str]]:
-    """Write every figure under ``out`` (PNG + SVG). Returns (quantity -> figures, quantity -> why there is
-    no figure for it)."""
+def make_plots(an: A.Analysis, out: Path, *, dpi: int = 110) -> tuple[dict[str, list[Figure]], dict[str, list[str]]]:
+    """Write every figure under ``out`` (PNG + SVG). Returns (quantity -> figures, quantity -> why a run
+    has no figure for it)."""
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, list[Figure]] = {}
-    missing: dict[str, str] = {}
+    missing: dict[str, list[str]] = {}
     ok = A.bench_ok(an.df)
     palette = _palette(an.df["neuron"].dropna())
     several = len(an.runs) > 1
@@ -141,13 +141,13 @@ def make_plots(an: A.Analysis, out: Path, *, dpi: int = 110) -> tuple[dict[str, 
         for run in an.runs:
             d = ok[ok["run"] == run.label]
             if d.empty:
-                missing[key] = "no ok timed points" + (f" in {run.label}" if several else "")
+                missing.setdefault(key, []).append("no ok timed points" + (f" in {run.label}" if several else ""))
                 continue
             d = d.assign(_y=fn(d))
             d = d[np.isfinite(d["_y"]) & (d["_y"] > 0)]
             if d.empty:
                 why = A.metric_reason(an.df[an.df["run"] == run.label], _BLOCK[key])
-                missing[key] = why + (f" ({run.label})" if several else "")
+                missing.setdefault(key, []).append(why + (f" ({run.label})" if several else ""))
                 continue
             backends = sorted(d["backend"].unique())
             title = f"{ylabel} — {run.label}"

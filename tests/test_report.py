@@ -1,0 +1,184 @@
+"""perfsuite.report.build_report on synthetic runs: files, Markdown links, self-contained HTML, missing
+metrics, failed points, one and several runs."""
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from perfsuite.report import build_report
+from tests.synthetic_runs import default_env, make_run
+
+FAST = dict(dpi=40, n_boot=200)
+SMALL = dict(neurons=("lif", "psn", "dsn"), seq_lens=(64, 128, 256, 512), samples=5)
+FAILURES = {("psn", "eager", "train", 512): ("oom", "CUDA out of memory (synthetic)"),
+            ("psn", "compiled", "train", 512): ("oom", "CUDA out of memory (synthetic)"),
+            ("dsn", "compiled", "forward", 64): ("error", "RuntimeError: synthetic failure")}
+EXTRA = {"neurons": ["dsn", "psn"], "train_len": 64, "eval_lens": [64, 128, 256], "growth": {"psn": 0.3}}
+
+
+class _Page(HTMLParser):
+    """Collects what the tests check: images, external references, scripts, section ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs: list[dict] = []
+        self.external: list[str] = []
+        self.scripts = 0
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a)
+        if tag == "script":
+            self.scripts += 1
+        if "id" in a:
+            self.ids.append(a["id"])
+        for key in ("src", "href"):
+            v = a.get(key, "")
+            if v and not v.startswith(("data:", "#")):
+                self.external.append(v)
+        if tag == "link":
+            self.external.append(a.get("href", "<link>"))
+
+
+def _parse(html: str) -> _Page:
+    p = _Page()
+    p.feed(html)
+    p.close()
+    return p
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("one")
+    run = make_run(d / "run", failures=FAILURES, missing=("energy",), extrapolation=EXTRA, **SMALL)
+    html = build_report([run], **FAST)
+    return run, html
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("two")
+    a = make_run(d / "a", env=default_env("a", gpu="GPU A"), **SMALL)
+    b = make_run(d / "b", env=default_env("b", gpu="GPU B"), prefactor={"lif": 0.025, "psn": 0.00025,
+                                                                         "dsn": 0.003}, seed=1, **SMALL)
+    html = build_report([a, b], d / "out", **FAST)
+    return a, b, html
+
+
+def test_files_are_written_next_to_the_run_by_default(one_run):
+    run, html = one_run
+    assert html == run / "report.html"
+    assert (run / "report.md").is_file()
+    pngs = sorted(p.stem for p in (run / "plots").glob("*.png"))
+    svgs = sorted(p.stem for p in (run / "plots").glob("*.svg"))
+    assert pngs == svgs == ["extrapolation", "memory", "throughput", "time"]  # energy was not measured
+    for p in (run / "plots").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for p in (run / "plots").glob("*.svg"):
+        assert "<svg" in p.read_text()[:2000]
+
+
+def test_html_is_self_contained_and_embeds_every_plot(one_run):
+    run, html = one_run
+    text = html.read_text()
+    page = _parse(text)
+    assert page.external == [] and page.scripts == 0
+    pngs = sorted((run / "plots").glob("*.png"))
+    assert len(page.imgs) == len(pngs)
+    embedded = {base64.b64decode(i["src"].split(",", 1)[1]) for i in page.imgs}
+    assert embedded == {p.read_bytes() for p in pngs}  # each plot, byte for byte
+    assert all(i["src"].startswith("data:image/png;base64,") and i.get("alt") for i in page.imgs)
+    for sid in ("environment", "headline", "scaling", "backends", "roofline", "activity", "extrapolation",
+                "claims", "not-ok"):
+        assert sid in page.ids
+
+
+def test_markdown_links_every_plot_and_nothing_else(one_run):
+    run, _ = one_run
+    md = (run / "report.md").read_text()
+    linked = set(re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", md))
+    assert linked == {f"plots/{p.name}" for p in (run / "plots").glob("*.png")}
+    assert "| neuron | T=64 | T=128 | T=256 | T=512 |\n|---|---|---|---|---|\n| lif |" in md
+
+
+def test_missing_energy_is_shown_with_its_reason(one_run):
+    run, html = one_run
+    text = html.read_text()
+    assert "— no energy plot: synthetic run: energy not measured" in text
+    md = (run / "report.md").read_text()
+    assert "measured J / 10⁹ neuron-steps" in md and "synthetic run: energy not measured" in md
+
+
+def test_failed_points_are_listed_with_status_and_reason(one_run):
+    run, _ = one_run
+    md = (run / "report.md").read_text()
+    section = md.split("## Points not ok", 1)[1]
+    for status, reason in set(FAILURES.values()):
+        assert f"| {status} | {reason} |" in section
+    # the headline cell of a point that failed on every backend names the status
+    assert "— (oom)" in md
+
+
+def test_environment_and_reproduce_command(one_run):
+    run, _ = one_run
+    md = (run / "report.md").read_text()
+    assert "```bash\nperfsuite run scenarios/synthetic.yaml\n```" in md
+    assert "| gpu.name | Synthetic GPU |" in md
+
+
+def test_claims_table_has_paper_value_source_and_verdict(one_run):
+    run, _ = one_run
+    md = (run / "report.md").read_text()
+    section = md.split("## The papers' claims against this run", 1)[1].split("\n## ", 1)[0]
+    assert "25.6×" in section and "arXiv 2602.01133 abstract" in section
+    assert "not measured" in section  # no 16k point in this small run
+    assert "consistent" in section  # DSN has the lowest synthetic firing rate
+
+
+def test_several_runs_side_by_side(two_runs):
+    a, b, html = two_runs
+    out = html.parent
+    assert html == out / "report.html"
+    md = (out / "report.md").read_text()
+    assert "## Runs side by side" in md
+    assert "ratio: GPU B · b" in md
+    stems = {p.stem for p in (out / "plots").glob("*.png")}
+    assert {"time-gpu-a-a", "time-gpu-b-b"} <= stems
+    page = _parse(html.read_text())
+    assert len(page.imgs) == len(stems)
+
+
+def test_rebuilding_into_a_folder_drops_old_plots(two_runs, tmp_path):
+    a, b, html = two_runs
+    out = html.parent
+    build_report([a], out, **FAST)
+    stems = {p.stem for p in (out / "plots").glob("*.png")}
+    assert stems == {"time", "memory", "energy", "throughput"}
+    assert "Runs side by side" not in (out / "report.md").read_text()
+
+
+def test_run_where_everything_failed_still_reports(tmp_path):
+    failures = {("lif", b, m, T): ("error", "RuntimeError: synthetic") for b in ("eager",)
+                for m in ("forward", "train") for T in (64, 128)}
+    run = make_run(tmp_path / "bad", neurons=("lif",), backends=("eager",), seq_lens=(64, 128), failures=failures,
+                   env={})
+    html = build_report([run], **FAST)
+    md = (run / "report.md").read_text()
+    assert "no timed point succeeded" in md
+    assert "env.json has no `command` entry" in md
+    assert "<code>command</code>" in html.read_text()
+    assert not list((run / "plots").glob("*.png"))
+    assert _parse(html.read_text()).imgs == []
+
+
+def test_bad_input_raises_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="run_dirs is empty"):
+        build_report([])
+    with pytest.raises(FileNotFoundError, match="missing.*no results.jsonl"):
+        build_report([tmp_path / "missing"])
