@@ -42,7 +42,7 @@ RESULTS_FILE = "results.jsonl"
 ENV_FILE = "env.json"
 #: the fields that identify a point (its key is a hash of these)
 KEY_FIELDS = ("kind", "neuron", "neuron_params", "backend", "seq_len", "batch", "features", "precision",
-              "mode", "workload", "device", "task", "train_len", "eval_len")
+              "mode", "workload", "workload_params", "device", "task", "train_len", "eval_len")
 
 
 def point_key(fields: dict[str, Any]) -> str:

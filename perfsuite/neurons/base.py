@@ -30,7 +30,16 @@ COMPILE_BACKEND = os.environ.get("PERFSUITE_COMPILE_BACKEND", "inductor")
 
 
 def compile_fn(fn):
-    """`torch.compile` with perfsuite's settings: static shapes, the configured backend."""
+    """`torch.compile` with perfsuite's settings: static shapes, the configured backend.
+
+    Every module instance and input shape is a new guard set on the same code object. Past Dynamo's
+    recompile limit (8) torch would silently run the eager code instead, and a "compiled" timing would be
+    an eager one; perfsuite raises the limit and makes hitting it an error rather than a silent fallback."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 1024)
+    dynamo_config.fail_on_recompile_limit_hit = True
     return torch.compile(fn, dynamic=False, backend=COMPILE_BACKEND)
 
 
