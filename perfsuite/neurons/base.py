@@ -37,8 +37,8 @@ def compile_fn(fn):
     an eager one; perfsuite raises the limit and makes hitting it an error rather than a silent fallback."""
     import torch._dynamo.config as dynamo_config
 
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 1024)
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
     dynamo_config.fail_on_recompile_limit_hit = True
     return torch.compile(fn, dynamic=False, backend=COMPILE_BACKEND)
 
