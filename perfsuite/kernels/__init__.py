@@ -19,7 +19,7 @@ if _why is not None:
     raise ImportError(_why)
 
 from ..neurons import register_backend  # noqa: E402
-from . import lif, psn  # noqa: E402
+from . import dsn, lif, psn  # noqa: E402
 
 _BACKENDS = {
     "lif": lif.lif_backend,
@@ -27,6 +27,7 @@ _BACKENDS = {
     "psn": psn.psn_backend,
     "masked_psn": psn.masked_psn_backend,
     "sliding_psn": psn.sliding_psn_backend,
+    "dsn": dsn.dsn_backend,
 }
 
 for _name, _fn in _BACKENDS.items():
