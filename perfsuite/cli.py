@@ -40,7 +40,7 @@ class ListWhat(str, Enum):
 
 def fail(message: str) -> None:
     """Print a user-facing error and exit 2."""
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -50,7 +50,7 @@ def _load(path: Path):
     try:
         return load_scenario(path)
     except ScenarioError as exc:
-        err.print(str(exc), highlight=False, markup=False, soft_wrap=True)
+        typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE)
 
 
@@ -67,7 +67,9 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         shard: Optional[str] = typer.Option(None, help="run shard i of n ('i/n', 1 <= i <= n) of the sweep"),
         dry_run: bool = typer.Option(False, "--dry-run", help="list the points with predicted memory; run nothing"),
         report: bool = typer.Option(True, "--report/--no-report", help="build the report at the end"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="draw a progress bar")) -> None:
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="draw a progress bar"),
+        roofline: bool = typer.Option(True, "--roofline/--no-roofline",
+                                      help="measure copy bandwidth and matmul FLOP/s at run start")) -> None:
     """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
     from . import runner
 
@@ -83,23 +85,24 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         fail("--resume needs --out: the folder of the run to finish")
     out_dir = out_dir or _default_out(sc.name)
     try:
-        result = runner.run_points(points, out_dir, resume=resume, progress=progress, console=err)
+        result = runner.run_points(points, out_dir, resume=resume, progress=progress, console=err,
+                                   roofline=roofline)
     except ValueError as exc:
         fail(str(exc))
     out.print(runner.summary_table(result.rows))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    out.print(f"{result.new_rows} new rows ({counts}); {result.resumed} points already done. "
-              f"Rows: {out_dir / 'results.jsonl'}; summary: {out_dir / runner.SUMMARY_FILE}", highlight=False)
+    typer.echo(f"{result.new_rows} new rows ({counts}); {result.resumed} points already done. "
+               f"Rows: {out_dir / 'results.jsonl'}; summary: {out_dir / runner.SUMMARY_FILE}")
     if result.interrupted:
-        err.print(f"interrupted: finished rows are kept; finish with: perfsuite run {scenario} --out {out_dir} --resume",
-                  highlight=False)
+        typer.echo(f"interrupted: finished rows are kept; finish with: perfsuite run {scenario} --out {out_dir} "
+                   "--resume", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if report:
         try:
             _build_report([out_dir], out_dir)
         except Exception as exc:  # the rows are safe; a report can be rebuilt with `perfsuite report`
-            err.print(f"report failed ({type(exc).__name__}: {exc}); rebuild it with: perfsuite report {out_dir}",
-                      highlight=False)
+            typer.echo(f"report failed ({type(exc).__name__}: {exc}); rebuild it with: perfsuite report {out_dir}",
+                       err=True)
             raise typer.Exit(1)
 
 
@@ -138,11 +141,11 @@ def _build_report(run_dirs: list[Path], out_dir: Path) -> None:
     try:
         from .report import build_report
     except ImportError as exc:
-        err.print(f"note: no report built (the report builder is not available: {exc}); "
-                  f"the rows and summary.md are in {out_dir}", highlight=False)
+        typer.echo(f"note: no report built (the report builder is not available: {exc}); "
+                   f"the rows and summary.md are in {out_dir}", err=True)
         return
     path = build_report(run_dirs, out_dir)
-    out.print(f"report: {path}", highlight=False)
+    typer.echo(f"report: {path}")
 
 
 # ------------------------------------------------------------------------------------ validate
@@ -151,7 +154,7 @@ def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> Non
     """Check a scenario file; exit 2 with every problem listed when it is invalid."""
     sc = _load(file)
     points = sc.points()
-    out.print(f"{file}: valid; {len(points)} points ({len(sc.excluded())} excluded by rules)", highlight=False)
+    typer.echo(f"{file}: valid; {len(points)} points ({len(sc.excluded())} excluded by rules)")
 
 
 # ---------------------------------------------------------------------------------------- list
@@ -230,7 +233,7 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
         result = merge_runs(out_dir, parts)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
-    out.print(f"merged {len(parts)} parts into {out_dir}: {len(result.rows)} rows", highlight=False)
+    typer.echo(f"merged {len(parts)} parts into {out_dir}: {len(result.rows)} rows")
 
 
 # -------------------------------------------------------------------------------------- report

@@ -180,13 +180,13 @@ def _worker_main(conn) -> None:
         if request[0] == "stop":
             return
         if request[0] == "env":
-            conn.send(collect_env(request[1]))
+            conn.send(collect_env(*request[1:]))
         elif request[0] == "point":
             conn.send(execute_point(request[1], request[2]))
 
 
 # ------------------------------------------------------------------------------ in the worker
-def collect_env(device: str) -> dict:
+def collect_env(device: str, roofline: bool = True) -> dict:
     """env.json contents: environment, measured roofline, idle power (CUDA + NVML), device memory."""
     from .measure import device as devmod
     from .measure.energy import NvmlEnergy
@@ -196,7 +196,9 @@ def collect_env(device: str) -> dict:
     env["memory_bytes"] = device_memory_bytes(device)
     env["memory_source"] = "cuda total_memory" if device == "cuda" else "host MemAvailable at run start"
     try:
-        env["roofline"] = devmod.roofline(device)
+        env["roofline"] = devmod.roofline(device) if roofline else None
+        if not roofline:
+            env["roofline_reason"] = "not measured (roofline turned off for this run)"
     except Exception as exc:  # the run can go on without it; say why it is missing
         env["roofline"] = None
         env["roofline_reason"] = _exc_reason(exc)
@@ -356,8 +358,9 @@ class Runner:
     """Runs points into a run folder. ``progress`` draws a rich progress bar on ``console``."""
 
     def __init__(self, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True,
-                 console=None) -> None:
+                 console=None, roofline: bool = True) -> None:
         self.out_dir = Path(out_dir)
+        self.roofline = roofline
         self.resume = resume
         self.progress = progress
         self.console = console
@@ -411,7 +414,7 @@ class Runner:
         path = self.out_dir / ENV_FILE
         if self.resume and path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
-        env = self._get_worker().call(("env", device), WORKER_START_TIMEOUT_S)
+        env = self._get_worker().call(("env", device, self.roofline), WORKER_START_TIMEOUT_S)
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
         return env
@@ -464,9 +467,11 @@ def repair_torn_tail(path: Path) -> bool:
 
 
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
-               shard: tuple[int, int] | None = None, progress: bool = True, console=None) -> RunResult:
+               shard: tuple[int, int] | None = None, progress: bool = True, console=None,
+               roofline: bool = True) -> RunResult:
     """Run ``points`` (the shard of them) into ``out_dir``; see `Runner`."""
-    return Runner(out_dir, resume=resume, progress=progress, console=console).run(select_shard(points, shard))
+    return Runner(out_dir, resume=resume, progress=progress, console=console,
+                  roofline=roofline).run(select_shard(points, shard))
 
 
 def _check_device(device: str) -> None:

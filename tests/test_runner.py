@@ -1,0 +1,178 @@
+"""perfsuite.runner: a full small run with every status, resume after a real kill, shards and merge.
+
+Workers are real spawned processes, so these tests cost a few seconds each; sizes are tiny."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perfsuite.results import STATUSES, read_rows
+from perfsuite.runner import (merge_runs, parse_shard, repair_torn_tail, run_points, select_shard,
+                              summary_markdown)
+from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TIMING = {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 10}
+
+
+@pytest.fixture(autouse=True)
+def _plugins_importable(monkeypatch):
+    """tests.plugins.* must import in this process and in the spawned workers (they copy sys.path)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def every_status_points():
+    sc = scenario_from_dict({
+        "name": "every_status", "device": "cpu",
+        "neurons": [
+            {"name": "lif", "modes": ["forward", "step"]},
+            {"name": "plif", "modes": ["train"]},
+            {"plugin": "tests.plugins.bad_neurons:RaisingNeuron"},
+            {"plugin": "tests.plugins.bad_neurons:SleepingNeuron", "params": {"sleep_s": 120}},
+            {"name": "psn", "modes": ["step", "forward"]},
+        ],
+        "seq_lens": [16], "batch": [2], "features": [4], "modes": ["forward"],
+        "timing": TINY_TIMING, "limits": {"timeout_s": 8},
+    })
+    points = sc.points()
+    # the last point (psn forward) gets a memory limit it cannot meet: skipped by prediction
+    points[-1] = dataclasses.replace(points[-1], limits=Limits(timeout_s=8, memory_gb=1e-6))
+    return points
+
+
+def test_full_run_writes_a_row_per_point_with_every_status(tmp_path):
+    points = every_status_points()
+    result = run_points(points, tmp_path, progress=False)
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert [r["key"] for r in rows] == [p.key for p in points]  # one row per point, in order
+    by = {(r["neuron"].split(":")[-1], r["mode"]): r for r in rows}
+    statuses = {r["status"] for r in rows}
+    assert statuses == {"ok", "error", "timeout", "unsupported", "skipped"}
+    assert statuses <= set(STATUSES) and result.counts["ok"] == 3
+
+    for key in [("lif", "forward"), ("lif", "step"), ("plif", "train")]:
+        r = by[key]
+        assert r["status"] == "ok" and r["reason"] is None and r["run_id"] == rows[0]["run_id"]
+        t = r["time"]
+        assert t["n"] == len(t["samples_ms"]) >= 3 and t["timer"] == "perf_counter"
+        assert t["ci95_ms"][0] <= t["median_ms"] <= t["ci95_ms"][1] and t["cold_start_ms"] > 0
+        assert r["memory"]["method"] == "cpu_peak_rss_delta"
+        assert r["activity"]["firing_rate"] == pytest.approx(0.1, abs=0.08)
+        assert r["agreement"]["equal_fraction"] >= 0.9
+        assert r["cost"]["flops"] > 0 and r["cost"]["min_bytes"] > 0
+        # NVML absent (no GPU): energy is empty with the reason, never 0
+        assert r["energy"] is None and "CUDA" in r["energy_reason"]
+        assert r["modelled_energy"] is None and "synapses" in r["modelled_energy_reason"]
+
+    err = by[("RaisingNeuron", "forward")]
+    assert err["status"] == "error" and "failed on purpose" in err["reason"] and "bad_neurons.py" in err["traceback"]
+    assert err["time"] is None and "error" in err["time_reason"]
+    to = by[("SleepingNeuron", "forward")]
+    assert to["status"] == "timeout" and "timeout_s = 8" in to["reason"]
+    assert to["duration_s"] < 60  # killed, not waited for
+    assert by[("psn", "step")]["status"] == "unsupported" and "serial" in by[("psn", "step")]["reason"]
+    sk = by[("psn", "forward")]
+    assert sk["status"] == "skipped" and "predicted at least" in sk["reason"] and sk["predicted_memory_bytes"] > 0
+
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["run_id"] == rows[0]["run_id"] and env["device"] == "cpu"
+    assert env["roofline"]["copy_gbps"] > 0 and env["idle_watts"] is None and env["energy_reason"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "timeout 1" in summary and "skipped 1" in summary and "failed on purpose" in summary
+
+
+def test_a_folder_with_rows_needs_resume(tmp_path):
+    (tmp_path / "results.jsonl").write_text('{"key": "x", "status": "ok"}\n')
+    with pytest.raises(ValueError, match="already holds 1 rows; pass --resume"):
+        run_points(every_status_points()[:1], tmp_path, progress=False)
+
+
+def _scenario_file(tmp_path, **over) -> Path:
+    sc = {"name": "killme", "device": "cpu", "neurons": ["lif"], "seq_lens": [8, 12, 16, 20, 24, 28],
+          "batch": [2], "features": [4], "metrics": ["time"],
+          "timing": {"warmup_ms": 1, "rep_ms": 150, "min_reps": 3, "max_reps": 10000}, **over}
+    path = tmp_path / "killme.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    return path
+
+
+def test_resume_after_killing_the_run_loses_and_duplicates_nothing(tmp_path):
+    path, out = _scenario_file(tmp_path), tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "perfsuite", "run", str(path), "--out", str(out), "--no-report",
+                             "--no-progress", "--no-roofline"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    proc.stderr.close()
+    before = results.read_text().splitlines()
+    assert 2 <= len(before) < 6
+    points = load_scenario(path).points()
+
+    result = run_points(points, out, resume=True, progress=False)
+    after = results.read_text().splitlines()
+    assert after[:len(before)] == before  # finished rows untouched
+    keys = [json.loads(line)["key"] for line in after]
+    assert sorted(keys) == sorted(p.key for p in points) and len(keys) == len(set(keys))
+    assert result.resumed == len(before) and result.new_rows == 6 - len(before)
+    assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
+
+
+def test_repair_torn_tail(tmp_path):
+    f = tmp_path / "results.jsonl"
+    f.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "sta')
+    assert repair_torn_tail(f)
+    assert f.read_text() == '{"key": "a"}\n{"key": "b"}\n'
+    assert not repair_torn_tail(f)
+
+
+def test_shards_partition_the_sweep_and_merge_joins_them(tmp_path):
+    with pytest.raises(ValueError, match="1 <= i <= n"):
+        parse_shard("0/2")
+    with pytest.raises(ValueError, match="'i/n'"):
+        parse_shard("half")
+    items = list(range(10))
+    parts = [select_shard(items, (i, 3)) for i in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == items and parts[0] == [0, 3, 6, 9]
+
+    sc = scenario_from_dict({"name": "sh", "device": "cpu", "neurons": ["lif"], "seq_lens": [8, 16],
+                             "batch": [1], "features": [2], "modes": ["forward", "step"], "metrics": ["time"],
+                             "timing": TINY_TIMING})
+    points = sc.points()
+    for i in (1, 2):
+        run_points(points, tmp_path / f"part{i}", shard=(i, 2), progress=False, roofline=False)
+    shard_keys = [[r["key"] for r in read_rows(tmp_path / f"part{i}" / "results.jsonl")] for i in (1, 2)]
+    assert not set(shard_keys[0]) & set(shard_keys[1])
+    merged = merge_runs(tmp_path / "all", [tmp_path / "part1", tmp_path / "part2"])
+    rows = read_rows(tmp_path / "all" / "results.jsonl")
+    assert sorted(r["key"] for r in rows) == sorted(p.key for p in points) == sorted(r["key"] for r in merged.rows)
+    env = json.loads((tmp_path / "all" / "env.json").read_text())
+    assert [m["path"] for m in env["merged_from"]] == [str(tmp_path / "part1"), str(tmp_path / "part2")]
+    assert env["roofline"] is None and "turned off" in env["roofline_reason"]
+    assert (tmp_path / "all" / "summary.md").exists()
+    # merging a part twice keeps one row per key; merging into a folder with rows is refused
+    again = merge_runs(tmp_path / "twice", [tmp_path / "part1", tmp_path / "part1"])
+    assert len(again.rows) == len(shard_keys[0])
+    with pytest.raises(ValueError, match="already holds results"):
+        merge_runs(tmp_path / "all", [tmp_path / "part1"])
+
+
+def test_summary_markdown_lists_not_ok_rows():
+    rows = [{"key": "a#1", "neuron": "lif", "status": "ok", "time": {"median_ms": 1.0, "ci95_ms": [0.9, 1.1]}},
+            {"key": "b#2", "neuron": "psn", "status": "oom", "reason": "CUDA out of memory"}]
+    md = summary_markdown(rows)
+    assert "ok 1, oom 1 (total 2)" in md and "`b#2`: **oom**: CUDA out of memory" in md and "0.9–1.1" in md
