@@ -47,6 +47,20 @@ def test_initial_state(bt):
     _check((9, 6), h0=True, bt=bt)
 
 
+@pytest.mark.parametrize("shape,bt", [((1, 4), None), ((10, 3, 5), 4)])
+def test_constant_decay(shape, bt):
+    """A Python-number decay (PSU, SPSN): same result and dL/db as the float64 loop with that decay."""
+    _, b = _inputs(shape)
+    b1, b2 = b.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    h = gated_scan(0.6, b1, bt=bt)
+    r = linear_scan_reference(torch.full(shape, 0.6, dtype=torch.float64).log(), b2)
+    torch.testing.assert_close(h, r, rtol=1e-12, atol=1e-12)
+    g = torch.randn(shape, dtype=torch.float64)
+    (h * g).sum().backward()
+    (r * g).sum().backward()
+    torch.testing.assert_close(b1.grad, b2.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_worked_example():
     """H_1 = 1, H_2 = 0.5·1 + 2 = 2.5, H_3 = 0.25·2.5 − 1 = −0.375 (by hand)."""
     a = torch.tensor([0.3, 0.5, 0.25])[:, None]

@@ -29,7 +29,7 @@ from .common import as_2d, check_device, launch_config, tile_row, tile_set, tl_c
 
 
 @triton.jit(do_not_specialize=["T"])
-def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr,
+def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr, A_CONST: tl.constexpr,
                      BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     cols = pid * BLOCK + tl.arange(0, BLOCK)
@@ -42,7 +42,11 @@ def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr,
 
     off = rows.to(tl.int64)[:, None] * N + cols[None, :]
     m = (rows < T)[:, None] & cmask[None, :]
-    n_a = tl.load(a_ptr + off, mask=m, other=0.0)
+    if A_CONST:  # one decay for every step and neuron (PSU, SPSN): nothing to stream
+        a_const = tl.load(a_ptr).to(CD)
+        n_a = tl.zeros([BT, BLOCK], CD) + a_const
+    else:
+        n_a = tl.load(a_ptr + off, mask=m, other=0.0)
     n_b = tl.load(b_ptr + off, mask=m, other=0.0)
     for t0 in tl.range(0, T, BT):
         c_a = n_a.to(CD)
@@ -51,11 +55,15 @@ def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr,
         t_next = t0 + BT + rows
         off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
         m = (t_next < T)[:, None] & cmask[None, :]
-        n_a = tl.load(a_ptr + off, mask=m, other=0.0)
+        if not A_CONST:
+            n_a = tl.load(a_ptr + off, mask=m, other=0.0)
         n_b = tl.load(b_ptr + off, mask=m, other=0.0)
         h_tile = tl.zeros([BT, BLOCK], CD)
         for i in tl.static_range(BT):
-            h = tile_row(c_a, rows, i) * h + tile_row(c_b, rows, i)
+            if A_CONST:
+                h = a_const * h + tile_row(c_b, rows, i)
+            else:
+                h = tile_row(c_a, rows, i) * h + tile_row(c_b, rows, i)
             h_tile = tile_set(h_tile, rows, i, h)
         t_cur = t0 + rows
         off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
@@ -64,7 +72,7 @@ def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr,
 
 @triton.jit(do_not_specialize=["T"])
 def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N,
-                     HAS_H0: tl.constexpr, NEED_GA: tl.constexpr,
+                     HAS_H0: tl.constexpr, NEED_GA: tl.constexpr, A_CONST: tl.constexpr,
                      BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     cols = pid * BLOCK + tl.arange(0, BLOCK)
@@ -82,7 +90,11 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
     off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
     m = (t_next < T)[:, None] & cmask[None, :]
     n_g = tl.load(gh_ptr + off, mask=m, other=0.0)
-    n_a = tl.load(a_ptr + off, mask=m, other=0.0)
+    if A_CONST:
+        a_const = tl.load(a_ptr).to(CD)
+        n_a = tl.zeros([BT, BLOCK], CD) + a_const
+    else:
+        n_a = tl.load(a_ptr + off, mask=m, other=0.0)
     if NEED_GA:
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)
     for c in tl.range(0, n_tiles):
@@ -96,7 +108,8 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
         off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
         m = (t_next >= 0)[:, None] & cmask[None, :]
         n_g = tl.load(gh_ptr + off, mask=m, other=0.0)
-        n_a = tl.load(a_ptr + off, mask=m, other=0.0)
+        if not A_CONST:
+            n_a = tl.load(a_ptr + off, mask=m, other=0.0)
         if NEED_GA:
             n_h = tl.load(h_ptr + off, mask=m, other=0.0)
         gb_tile = tl.zeros([BT, BLOCK], CD)
@@ -128,12 +141,13 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
 
 def scan_forward(a2: torch.Tensor, b2: torch.Tensor, h0: torch.Tensor | None = None, *,
                  block_n: int | None = None, bt: int | None = None) -> torch.Tensor:
-    """H [T, N] (compute dtype) of the recurrence on contiguous ``a2``, ``b2`` [T, N]; no autograd."""
+    """H [T, N] (compute dtype) of the recurrence on contiguous ``a2`` [T, N] (or a 0-dim tensor: one
+    decay for all), ``b2`` [T, N]; no autograd."""
     T, N = b2.shape
     launch = launch_config(b2, N, block_n, bt)
     h = torch.empty((T, N), dtype=compute_dtype(b2), device=b2.device)
     _scan_fwd_kernel[(triton.cdiv(N, launch.block),)](
-        a2, b2, h0 if h0 is not None else h, h, T, N, HAS_H0=h0 is not None, BLOCK=launch.block,
+        a2, b2, h0 if h0 is not None else h, h, T, N, HAS_H0=h0 is not None, A_CONST=a2.dim() == 0, BLOCK=launch.block,
         BT=launch.bt, CD=tl_compute_dtype(b2), num_warps=launch.num_warps)
     return h
 
@@ -141,7 +155,8 @@ def scan_forward(a2: torch.Tensor, b2: torch.Tensor, h0: torch.Tensor | None = N
 def scan_backward(grad_h: torch.Tensor, a2: torch.Tensor, h: torch.Tensor, h0: torch.Tensor | None = None, *,
                   need_ga: bool = True, block_n: int | None = None, bt: int | None = None):
     """(dL/db, dL/da or None, dL/dh0 or None), each in the compute dtype of ``h``, from dL/dH [T, N],
-    the decays ``a2`` and the forward's H [T, N]."""
+    the decays ``a2`` ([T, N], or 0-dim: then no dL/da) and the forward's H [T, N]."""
+    need_ga = need_ga and a2.dim() > 0
     T, N = h.shape
     launch = launch_config(h, N, block_n, bt)
     gh = grad_h.contiguous()
@@ -149,8 +164,8 @@ def scan_backward(grad_h: torch.Tensor, a2: torch.Tensor, h: torch.Tensor, h0: t
     ga = torch.empty_like(h) if need_ga else gb
     gh0 = torch.empty((N,), dtype=h.dtype, device=h.device) if h0 is not None else gb
     _scan_bwd_kernel[(triton.cdiv(N, launch.block),)](
-        gh, a2, h, h0 if h0 is not None else h, gb, ga, gh0, T, N, HAS_H0=h0 is not None, NEED_GA=need_ga,
-        BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
+        gh, a2, h, h0 if h0 is not None else h, gb, ga, gh0, T, N, HAS_H0=h0 is not None, NEED_GA=need_ga and a2.dim() > 0,
+        A_CONST=a2.dim() == 0, BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
     return gb, (ga if need_ga else None), (gh0 if h0 is not None else None)
 
 
@@ -171,7 +186,8 @@ class ScanFunction(torch.autograd.Function):
         block_n, bt = ctx.launch
         gb, ga, gh0 = scan_backward(grad_h, a2, h, h0, need_ga=ctx.needs_input_grad[0], block_n=block_n, bt=bt)
         da, db, dh = ctx.dtypes
-        return (ga.to(da) if ga is not None else None, gb.to(db) if ctx.needs_input_grad[1] else None,
+        return (ga.to(da) if ga is not None and ctx.needs_input_grad[0] else None,
+                gb.to(db) if ctx.needs_input_grad[1] else None,
                 gh0.to(dh) if gh0 is not None and ctx.needs_input_grad[2] else None, None, None)
 
 
@@ -180,18 +196,26 @@ def gated_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None,
     """Solve ``H_t = a_t·H_{t−1} + b_t`` along dim 0 with Triton kernels, differentiable in a, b, h0.
 
     Args:
-        a, b: [T, *batch] decays and inputs, same shape, floating point (any T ≥ 1).
+        a, b: [T, *batch] decays and inputs, same shape, floating point (any T ≥ 1). ``a`` may also be a
+            Python number: one fixed decay for every step and element (PSU, SPSN), never streamed from
+            memory and not differentiated.
         h0: optional [*batch] state before the first step (default 0).
         block_n, bt: launch-shape overrides (powers of two; tests and tuning).
 
     Returns:
         H [T, *batch] in the compute dtype (fp32 for fp32/bf16/fp16, fp64 for fp64 inputs).
     """
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        a = torch.tensor(float(a), dtype=compute_dtype(b) if isinstance(b, torch.Tensor) and
+                         b.is_floating_point() else torch.float64, device=getattr(b, "device", None))
+        const = True
+    else:
+        const = False
     for name, t in (("a", a), ("b", b)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise ValueError(f"gated_scan: {name} must be a floating-point tensor [T, *batch], got "
                              f"{getattr(t, 'dtype', type(t).__name__)}")
-    if a.shape != b.shape or a.dim() < 1 or a.shape[0] < 1:
+    if (not const and a.shape != b.shape) or b.dim() < 1 or b.shape[0] < 1:
         raise ValueError(f"gated_scan: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape "
                          "[T, *batch] with T >= 1")
     if h0 is not None and (not isinstance(h0, torch.Tensor) or h0.shape != b.shape[1:]):
@@ -202,4 +226,4 @@ def gated_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None,
     if b.numel() == 0:
         return torch.zeros(shape, dtype=compute_dtype(b), device=b.device)
     h0_2 = None if h0 is None else h0.reshape(-1).contiguous()
-    return ScanFunction.apply(as_2d(a), as_2d(b), h0_2, block_n, bt).view(shape)
+    return ScanFunction.apply(a if const else as_2d(a), as_2d(b), h0_2, block_n, bt).view(shape)
