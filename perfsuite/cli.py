@@ -1,4 +1,4 @@
-"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report.
+"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report, compare, profile.
 
 Every user mistake (a bad scenario, a folder that already holds rows, a bad ``--shard``) prints one
 clear message to stderr and exits with code 2, never a traceback. One small function per command.
@@ -248,6 +248,83 @@ def report(run_dirs: List[Path] = typer.Argument(..., help="run folders"),
         _build_report(list(run_dirs), out_dir or run_dirs[0])
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+
+
+# ------------------------------------------------------------------------------------- compare
+@app.command()
+def compare(baseline: Path = typer.Argument(..., help="baseline run folder or results.jsonl"),
+            candidate: Path = typer.Argument(..., help="candidate run folder or results.jsonl"),
+            threshold: float = typer.Option(0.05, help="time: smallest slowdown that counts (0.05 = 5 %)"),
+            alpha: float = typer.Option(0.01, help="time: significance level of the Mann-Whitney U test"),
+            memory_threshold: float = typer.Option(0.01, help="memory: ratio threshold (0.01 = 1 %)"),
+            firing_rate_tol: float = typer.Option(0.01, help="firing rate: absolute tolerance"),
+            agreement_tol: float = typer.Option(0.005, help="agreement with the reference: absolute tolerance"),
+            noise_floor: Optional[Path] = typer.Option(None, "--noise-floor", help="A/A noise floor JSON (scripts/noise_floor.sh)"),
+            force: bool = typer.Option(False, "--force", help="compare runs from different environments anyway"),
+            markdown: Optional[Path] = typer.Option(None, "--markdown", help="also write the verdicts as Markdown"),
+            json_out: Optional[Path] = typer.Option(None, "--json", help="also write the verdicts as JSON"),
+            show_all: bool = typer.Option(False, "--all", help="list unchanged findings too"),
+            fail_on_missing: bool = typer.Option(False, "--fail-on-missing", help="exit 1 when baseline points are missing"),
+            rerun: Optional[Path] = typer.Option(None, "--rerun", help="scenario to re-measure flagged points with; "
+                                                 "fail only if the re-run agrees"),
+            rerun_out: Optional[Path] = typer.Option(None, "--rerun-out", help="run folder of the re-run")) -> None:
+    """Regression gate: exit 0 (no regression), 1 (regression), 2 (bad input)."""
+    from . import compare as cmp
+
+    try:
+        th = cmp.Thresholds(time=threshold, alpha=alpha, memory=memory_threshold, firing_rate=firing_rate_tol,
+                            agreement=agreement_tol)
+        result = cmp.compare_runs(baseline, candidate, thresholds=th, noise_floor=noise_floor, force=force,
+                                  fail_on_missing=fail_on_missing)
+        if rerun is not None and result.flagged_keys():
+            rerun_dir = rerun_out or candidate.with_name(f"{candidate.name}-rerun-{datetime.now():%Y%m%d-%H%M%S}")
+            typer.echo(f"re-measuring {len(result.flagged_keys())} flagged point(s) into {rerun_dir}", err=True)
+            result = cmp.confirm_by_rerun(result, baseline, rerun, rerun_dir, console=err)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    cmp.render_table(result, out, show_all=show_all)
+    if markdown is not None:
+        markdown.write_text(cmp.to_markdown(result), encoding="utf-8")
+    if json_out is not None:
+        json_out.write_text(cmp.to_json(result), encoding="utf-8")
+    raise typer.Exit(result.exit_code)
+
+
+# ------------------------------------------------------------------------------------- profile
+@app.command("profile")
+def profile_(scenario: Path = typer.Argument(..., help="scenario YAML file"),
+             out_dir: Optional[Path] = typer.Option(None, "--out", help="folder (default reports/<scenario>-profile-<timestamp>/)"),
+             device: Optional[Device] = typer.Option(None, help="auto|cpu|cuda (default: the scenario's device)"),
+             match: Optional[str] = typer.Option(None, help="profile only points whose key contains this text"),
+             steps: int = typer.Option(3, min=1, help="profiled calls per point (after one warm-up call)"),
+             top: int = typer.Option(10, min=1, help="kernels listed per point")) -> None:
+    """Record a torch.profiler trace per point (traces/, also a TensorBoard logdir) and check that each
+    backend ran what it claims; exit 1 on an identity mismatch."""
+    from .profile import PROFILES_FILE, profile_points
+
+    sc = _load(scenario)
+    try:
+        points = [p for p in sc.points(device.value if device else None) if match is None or match in p.key]
+    except ValueError as exc:
+        fail(str(exc))
+    if not points:
+        fail(f"no point of {scenario} matches --match {match!r}")
+    out_dir = out_dir or Path("reports") / f"{sc.name}-profile-{datetime.now():%Y%m%d-%H%M%S}"
+    if (out_dir / PROFILES_FILE).exists():
+        fail(f"{out_dir} already holds {PROFILES_FILE}; choose another --out folder")
+    rows = profile_points(points, out_dir, steps=steps, top=top)
+    table = Table("point", "status", "identity", "top kernel / op", "detail")
+    for row in rows:
+        blk = row["profile"] or {}
+        first = (blk.get("kernels") or [{}])[0]
+        table.add_row(row["key"].split("#")[0], row["status"], blk.get("identity", "-"),
+                      f"{first.get('name', '-')} ({first.get('share', 0):.0%})" if first else "-",
+                      blk.get("detail") or row["reason"] or "")
+    out.print(table)
+    typer.echo(f"traces: {out_dir / 'traces'} (Chrome/Perfetto files; also a TensorBoard logdir); "
+              f"rows: {out_dir / PROFILES_FILE}")
+    if any((r.get("profile") or {}).get("identity") == "mismatch" for r in rows):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -119,6 +119,8 @@ class Finding:
     change: float | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
+    #: unit of baseline/candidate ("ms" median time, "bytes"; "" for fractions and statuses)
+    unit: str = ""
 
     @property
     def point(self) -> str:
@@ -137,6 +139,8 @@ class Comparison:
     noise_floor: str | None = None
     rerun: str | None = None
     fail_on_missing: bool = False
+    #: the floor itself (``noise_floor`` above is where it came from), reused by a confirming re-run
+    floor: NoiseFloor | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, int]:
         return {v: sum(f.verdict == v for f in self.findings) for v in VERDICTS}
@@ -261,19 +265,22 @@ def _time_finding(key: str, br: dict, cr: dict, th: Thresholds, floor: float | N
         ev["noise_floor"] = floor
     ci = "" if ev["ci"] is None else " [{:.3f}, {:.3f}]".format(*ev["ci"])
     detail = f"x{ratio:.3f}{ci} p={ev['p_value']:.2g}, threshold {threshold:.1%}"
-    if verdict == "unchanged" and (ratio > 1 + threshold or ratio < 1 / (1 + threshold)):
+    if verdict == "unchanged" and 1 / math.comb(len(b) + len(c), len(b)) >= th.alpha:
+        # the exact U test's smallest one-sided p is 1 / C(n_b + n_c, n_b): 5 + 5 samples reach 0.004
+        detail += f" (too few samples: p cannot go below alpha={th.alpha:g})"
+    elif verdict == "unchanged" and (ratio > 1 + threshold or ratio < 1 / (1 + threshold)):
         detail += " (estimate beyond threshold, evidence not sufficient)"
-    return Finding(key, "time", verdict, float(np.median(b)), float(np.median(c)), ratio, ev, detail)
+    return Finding(key, "time", verdict, float(np.median(b)), float(np.median(c)), ratio, ev, detail, "ms")
 
 
 def _ratio_finding(key: str, metric: str, b: float, c: float, threshold: float, unit: str) -> Finding:
     if b == 0:
         verdict = "unchanged" if c == 0 else "regression"
-        return Finding(key, metric, verdict, b, c, None, {"threshold": threshold}, f"{b:g} -> {c:g} {unit}")
+        return Finding(key, metric, verdict, b, c, None, {"threshold": threshold}, f"{b:g} -> {c:g} {unit}", unit)
     ratio = c / b
     verdict = "regression" if ratio > 1 + threshold else "improvement" if ratio < 1 - threshold else "unchanged"
     return Finding(key, metric, verdict, b, c, ratio, {"threshold": threshold},
-                   f"x{ratio:.3f} ({b:.4g} -> {c:.4g} {unit}), threshold {threshold:.1%}")
+                   f"x{ratio:.3f}, threshold {threshold:.1%}", unit)
 
 
 def _abs_finding(key: str, metric: str, b: float, c: float, tol: float, *, two_sided: bool) -> Finding:
@@ -453,7 +460,7 @@ def compare_runs(baseline: str | os.PathLike, candidate: str | os.PathLike, *, t
     nf = load_noise_floor(noise_floor) if isinstance(noise_floor, (str, os.PathLike)) else noise_floor
     th = thresholds or Thresholds()
     return Comparison(compare_rows(rows_b, rows_c, th, nf), th, env_b, env_c, diffs, force,
-                      nf.source if nf else None, fail_on_missing=fail_on_missing)
+                      (nf.source or "given noise floor") if nf else None, fail_on_missing=fail_on_missing, floor=nf)
 
 
 def confirm(first: Comparison, rerun: Comparison, rerun_source: str = "") -> Comparison:
@@ -479,16 +486,46 @@ def confirm(first: Comparison, rerun: Comparison, rerun_source: str = "") -> Com
     return replace(first, findings=out, rerun=rerun_source or "re-run")
 
 
+def rerun_points(scenario: str | os.PathLike, keys: Iterable[str], device: str | None = None) -> list:
+    """The points of ``scenario`` whose keys are in ``keys``; `ValueError` when any key is not there (a
+    re-run with another scenario or device could not confirm anything)."""
+    from .scenario import load_scenario
+
+    keys = set(keys)
+    points = [p for p in load_scenario(scenario).points(device) if p.key in keys]
+    absent = sorted(keys - {p.key for p in points})
+    if absent:
+        raise ValueError(f"--rerun {scenario}: {len(absent)} flagged point(s) are not in this scenario"
+                         f"{f' on device {device}' if device else ''} (first: {absent[0]}); pass the scenario "
+                         f"that produced the candidate run")
+    return points
+
+
+def confirm_by_rerun(first: Comparison, baseline: str | os.PathLike, scenario: str | os.PathLike,
+                     out_dir: str | os.PathLike, *, progress: bool = False, console=None) -> Comparison:
+    """Measure only the points ``first`` flags again (`perfsuite.runner.run_points` into ``out_dir``),
+    compare them with the baseline under the same settings, and keep the regressions the re-run agrees
+    with (`confirm`). Without flagged points ``first`` is returned as it is."""
+    keys = first.flagged_keys()
+    if not keys:
+        return first
+    from .runner import run_points
+
+    points = rerun_points(scenario, keys, first.env_candidate.get("device"))
+    run_points(points, out_dir, progress=progress, console=console)
+    again = compare_runs(baseline, out_dir, thresholds=first.thresholds, noise_floor=first.floor, force=first.forced)
+    return confirm(first, again, str(out_dir))
+
+
 # ------------------------------------------------------------------------------------------ output
 _COLUMNS = ("point", "metric", "verdict", "baseline", "candidate", "evidence")
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, unit: str = "") -> str:
     if v is None:
         return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    text = f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{text} {unit}" if unit else text
 
 
 def _headline(c: Comparison) -> str:
@@ -501,7 +538,7 @@ def _headline(c: Comparison) -> str:
     if c.noise_floor:
         extra.append(f"noise floor from {c.noise_floor}")
     if c.rerun:
-        extra.append(f"regressions confirmed by {c.rerun}")
+        extra.append(f"flagged points re-measured in {c.rerun}; only regressions the re-run agrees with remain")
     return f"{head}: {parts or 'no points'}" + (f" ({'; '.join(extra)})" if extra else "")
 
 
@@ -520,8 +557,8 @@ def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None
     for col in _COLUMNS:
         table.add_column(col, overflow="fold")
     for f in _shown(c, show_all):
-        table.add_row(f.point, f.metric, f"[{style[f.verdict]}]{f.verdict}[/]", _fmt(f.baseline), _fmt(f.candidate),
-                      f.detail)
+        table.add_row(f.point, f.metric, f"[{style[f.verdict]}]{f.verdict}[/]", _fmt(f.baseline, f.unit),
+                      _fmt(f.candidate, f.unit), f.detail)
     if table.row_count:
         console.print(table)
     console.print(("[bold red]" if c.exit_code else "[bold green]") + _headline(c) + "[/]")
@@ -534,7 +571,7 @@ def to_markdown(c: Comparison) -> str:
         lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
         for f in findings:
             cells = [f"`{f.point}`", f.metric, f"**{f.verdict}**" if f.verdict == "regression" else f.verdict,
-                     _fmt(f.baseline), _fmt(f.candidate), f.detail]
+                     _fmt(f.baseline, f.unit), _fmt(f.candidate, f.unit), f.detail]
             lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
         return lines
 

@@ -243,3 +243,37 @@ def backend_identity(backend: str, events: list[dict[str, Any]], *, kernel_names
             return "mismatch", "no perfsuite Triton kernel is defined (perfsuite.kernels has none, or triton is missing)"
         return "mismatch", f"none of perfsuite's Triton kernels launched; launched: {few(sorted(device_kernels))}"
     return "unverified", f"no identity rule for backend {backend!r}"
+
+
+# ------------------------------------------------------------------------------------ many points
+PROFILES_FILE = "profiles.jsonl"
+
+
+def profile_points(points, run_dir: str | os.PathLike, *, steps: int = 3, warmup: int = 1, top: int = 10,
+                   on_point: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Profile each scenario point in this process (the same workload the runner times) and append one
+    line per point to ``run_dir/profiles.jsonl``: the point's fields, ``status``/``reason`` as in a row
+    (`perfsuite.runner.classify_exception`), and the ``profile`` block of `profile_point`."""
+    from .results import append_row
+    from .runner import classify_exception
+    from .workloads import Workload
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in points:
+        row: dict[str, Any] = {**p.fields(), "status": "ok", "reason": None, "profile": None}
+        if p.unsupported:
+            row.update(status="unsupported", reason=p.unsupported)
+        else:
+            try:
+                fn = Workload(p, p.device).call()
+                row["profile"] = profile_point(fn, run_dir, p.key, backend=p.backend, device=p.device, steps=steps,
+                                               warmup=warmup, top=top)
+            except Exception as exc:  # one failing point must not stop the others; its row says why
+                row["status"], row["reason"] = classify_exception(exc)
+        append_row(run_dir / PROFILES_FILE, row)
+        out.append(row)
+        if on_point is not None:
+            on_point(row)
+    return out

@@ -118,6 +118,9 @@ def test_large_but_insignificant_change_is_unchanged_and_says_so():
     assert verdict == "unchanged" and ratio > 1.3 and ev["p_value"] >= 0.05 and ev["ci"] is None
     f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9]}},
                           {"time": {"samples_ms": [1.5, 1.6, 1.4]}}, cmp.Thresholds(), None)
+    assert f.verdict == "unchanged" and "too few samples" in f.detail
+    f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9, 1.0, 1.05]}},
+                          {"time": {"samples_ms": [1.5, 0.95, 1.4, 1.3, 1.35]}}, cmp.Thresholds(), None)
     assert f.verdict == "unchanged" and "evidence not sufficient" in f.detail
 
 
@@ -326,3 +329,109 @@ def test_markdown_json_and_terminal_outputs(tmp_path):
     cmp.render_table(c, console)
     text = console.export_text()
     assert "regression" in text and "lif/eager/forward/fp32/256" in text and "REGRESSION" in text
+
+
+# ------------------------------------------------------------------------------------------- CLI
+TINY_SCENARIO = """\
+name: tiny
+device: cpu
+seed: 0
+neurons: [lif, plif]
+backends: [eager]
+seq_lens: [8]
+batch: [1]
+features: [4]
+precisions: [fp32]
+modes: [forward]
+metrics: [time]
+"""
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from perfsuite.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_exit_codes_and_output_files(tmp_path):
+    a = make_run(tmp_path / "a", neurons=("lif",), seq_lens=(64, 256), noise=0.0, seed=1)
+    same = make_run(tmp_path / "same", neurons=("lif",), seq_lens=(64, 256), noise=0.0, seed=1)
+    slow = make_run(tmp_path / "slow", neurons=("lif",), seq_lens=(64, 256), noise=0.0, seed=2,
+                    prefactor={"lif": 0.05 * 1.3})
+    r = _cli("compare", a, same)
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.output
+    r = _cli("compare", a, slow, "--markdown", tmp_path / "gate.md", "--json", tmp_path / "gate.json")
+    assert r.exit_code == 1, r.output
+    assert "REGRESSION: 8 regression" in (tmp_path / "gate.md").read_text()
+    assert json.loads((tmp_path / "gate.json").read_text())["counts"]["regression"] == 8
+    # a threshold above the slowdown lets it pass
+    assert _cli("compare", a, slow, "--threshold", "0.5").exit_code == 0
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path):
+    a = make_run(tmp_path / "a", neurons=("lif",), seq_lens=(64,))
+    env = default_env("b")
+    env["torch"] = "9.9"
+    b = make_run(tmp_path / "b", env=env, neurons=("lif",), seq_lens=(64,))
+    cases = [((a, b), "different environments"), ((a, tmp_path / "nope"), "no results.jsonl"),
+             ((a, a, "--threshold", "-1"), "threshold time=-1.0"),
+             ((a, a, "--noise-floor", tmp_path / "nf.json"), "noise floor file"),
+             ((a, a, "--alpha", "0.9"), "alpha=0.9")]
+    for args, message in cases:
+        r = _cli("compare", *args)
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (args, r.output)
+    assert _cli("compare", a, b, "--force").exit_code == 0
+
+
+def _scenario_rows(points, slowdowns, rng):
+    """Rows for ``points`` keyed as the runner keys them, 20 samples each around 2 ms × its slowdown."""
+    rows = []
+    for p, slowdown in zip(points, slowdowns):
+        s = 2.0 * slowdown * np.exp(rng.normal(0.0, 0.02, 20))
+        rows.append({**p.fields(), "status": "ok", "reason": None,
+                     "time": {"samples_ms": s.tolist(), "median_ms": float(np.median(s))}})
+    return rows
+
+
+def _cpu_run(directory, rows):
+    return _write(directory, rows, env={**default_env(directory.name), "device": "cpu"})
+
+
+@pytest.mark.parametrize("rerun_slowdown,exit_code", [(1.0, 0), (1.5, 1)])
+def test_cli_rerun_measures_only_flagged_points_and_fails_only_if_it_agrees(tmp_path, monkeypatch, rerun_slowdown,
+                                                                           exit_code):
+    from perfsuite import runner
+    from perfsuite.scenario import load_scenario
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SCENARIO)
+    points = load_scenario(tmp_path / "tiny.yaml").points()
+    assert [p.neuron for p in points] == ["lif", "plif"]
+    rng = np.random.default_rng(0)
+    base = _cpu_run(tmp_path / "base", _scenario_rows(points, (1.0, 1.0), rng))
+    # the candidate is slower on lif only: only lif is flagged and re-measured
+    cand = _cpu_run(tmp_path / "cand", _scenario_rows(points, (1.5, 1.0), rng))
+    measured = []
+
+    def fake_run_points(pts, out_dir, **kw):  # stands in for the runner: writes the re-measured rows
+        measured.extend(p.key for p in pts)
+        _cpu_run(out_dir, _scenario_rows(pts, [rerun_slowdown] * len(pts), rng))
+
+    monkeypatch.setattr(runner, "run_points", fake_run_points)
+    r = _cli("compare", base, cand, "--rerun", tmp_path / "tiny.yaml", "--rerun-out", tmp_path / "again",
+             "--json", tmp_path / "gate.json")
+    assert r.exit_code == exit_code, r.output
+    assert measured == [points[0].key]
+    doc = json.loads((tmp_path / "gate.json").read_text())
+    assert doc["rerun"] == str(tmp_path / "again")
+    lif = next(f for f in doc["findings"] if f["key"] == points[0].key and f["metric"] == "time")
+    assert lif["verdict"] == ("regression" if exit_code else "unchanged")
+    assert lif["evidence"]["rerun"]["verdict"] == lif["verdict"]
+
+
+def test_rerun_with_a_scenario_lacking_the_flagged_points_is_bad_input(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_SCENARIO)
+    with pytest.raises(ValueError, match="not in this scenario"):
+        cmp.rerun_points(tmp_path / "tiny.yaml", ["psn/eager/forward#0000"])

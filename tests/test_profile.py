@@ -146,3 +146,24 @@ def test_perfsuite_kernel_names_come_from_the_kernels_package():
 def test_point_slug_is_file_system_safe():
     assert prof.point_slug("psn/eager/train/fp32/1024/4/256/layer#0a1b") == "psn_eager_train_fp32_1024_4_256_layer-0a1b"
     assert prof.point_slug("///") == "point"
+
+
+def test_cli_profile_writes_rows_and_traces(tmp_path):
+    from typer.testing import CliRunner
+
+    from perfsuite.cli import app
+
+    (tmp_path / "tiny.yaml").write_text(
+        "name: tiny\ndevice: cpu\nseed: 0\nneurons: [lif]\nbackends: [eager]\nseq_lens: [8]\nbatch: [1]\n"
+        "features: [4]\nprecisions: [fp32]\nmodes: [forward, train]\nmetrics: [time]\n")
+    out = tmp_path / "prof"
+    r = CliRunner().invoke(app, ["profile", str(tmp_path / "tiny.yaml"), "--out", str(out), "--steps", "1",
+                                 "--match", "/train/"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (out / prof.PROFILES_FILE).read_text().splitlines()]
+    assert [(row["mode"], row["status"], row["profile"]["identity"]) for row in rows] == [("train", "ok", "ok")]
+    assert (out / rows[0]["profile"]["trace"]).is_file()
+    # user mistakes: nothing matches; the folder already holds profiles
+    for args, message in [(["--match", "psn/"], "no point"), ([], "already holds")]:
+        r = CliRunner().invoke(app, ["profile", str(tmp_path / "tiny.yaml"), "--out", str(out), *args])
+        assert r.exit_code == 2 and message in r.output, r.output
