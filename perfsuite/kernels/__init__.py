@@ -19,7 +19,7 @@ if _why is not None:
     raise ImportError(_why)
 
 from ..neurons import register_backend  # noqa: E402
-from . import dsn, lif, psn  # noqa: E402
+from . import dsn, lif, psn, psu  # noqa: E402
 
 _BACKENDS = {
     "lif": lif.lif_backend,
@@ -28,6 +28,9 @@ _BACKENDS = {
     "masked_psn": psn.masked_psn_backend,
     "sliding_psn": psn.sliding_psn_backend,
     "dsn": dsn.dsn_backend,
+    "psu": psu.psu_backend,
+    "ipsu": psu.ipsu_backend,
+    "rpsu": psu.rpsu_backend,
 }
 
 for _name, _fn in _BACKENDS.items():

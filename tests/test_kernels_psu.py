@@ -1,0 +1,104 @@
+"""Triton PSU, IPSU, RPSU (perfsuite.kernels.psu) against the spec's worked examples (§4) and the float64
+reference (CPU: Triton interpreter, tiny shapes). fp64 inputs run in fp64: spikes equal, gradients equal
+to rounding; half inputs compute in fp32 and are compared within tolerances."""
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from perfsuite import neurons  # noqa: E402
+from perfsuite.kernels.psu import geometric_a, geometric_k  # noqa: E402
+from perfsuite.neurons.psu import psu_matrices  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match, build_pair  # noqa: E402
+
+X = torch.tensor([2.5, 0.5, 1.75, 1.25])
+W_FULL = torch.tensor([[.6, .9, .9, .9], [.3, .6, .9, .9], [.1, .3, .6, .9], [0, .1, .3, .6]])
+ORACLE = {"psu": [1, 1, 1, 1], "ipsu": [1, 0, 1, 0], "rpsu": [1, 0, 1, 1]}  # spec §4, tau 2, V_th 0.5
+NAMES = ["psu", "ipsu", "rpsu"]
+VARIANTS = [
+    ("psu", dict()),
+    ("psu", dict(tau=3.0, v_threshold=0.3)),
+    ("psu", dict(tau=4.0, braincog_compat=True)),  # d = 1/τ, not 1 − 1/τ
+    ("ipsu", dict()),
+    ("ipsu", dict(variant="prob", tau=3.0)),
+    ("rpsu", dict()),
+    ("rpsu", dict(tau=1.5, braincog_compat=True, v_threshold=0.7)),
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_triton_backend_is_registered(name):
+    assert "triton" in neurons.backends_of(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_worked_example(name):
+    m = neurons.build(name, backend="triton", seq_len=4, tau=2.0, v_threshold=0.5)
+    if name != "psu":
+        with torch.no_grad():
+            m.weight.copy_(W_FULL)
+            m.bias.zero_()
+    with torch.no_grad():
+        assert m(X[:, None]).squeeze(1).tolist() == ORACLE[name]
+
+
+@pytest.mark.parametrize("T", [1, 5, 9])
+@pytest.mark.parametrize("d,tau", [(0.5, 2.0), (0.75, 4.0), (0.25, 4.0)])
+def test_geometric_scans_equal_the_matrices(T, d, tau):
+    """A·Y and K·Y by scans equal the T×T matrices of perfsuite.neurons.psu (any T, incl. 1)."""
+    y = torch.randn(T, 6, dtype=torch.float64)
+    a, k = psu_matrices(T, tau, d)
+    torch.testing.assert_close(geometric_a(y, d, tau), a @ y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(geometric_k(y, d), k @ y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,params", VARIANTS)
+@pytest.mark.parametrize("shape", [(1, 3), (7, 2, 5)])
+def test_fp64_spikes_equal_reference(name, params, shape):
+    x = torch.randn(shape, dtype=torch.float64) + 0.8
+    assert_spikes_match(name, x, "triton", seq_len=shape[0], **params)
+
+
+@pytest.mark.parametrize("name,params", VARIANTS)
+def test_fp64_gradients_equal_reference(name, params):
+    x = torch.randn(6, 2, 3, dtype=torch.float64) + 0.8
+    assert_grads_match(name, x, seq_len=6, backend="triton", **params)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2), (torch.float16, 1e-2)])
+@pytest.mark.parametrize("name", NAMES)
+def test_low_precision_inputs(name, dtype, tol):
+    """fp32 state for half inputs; spikes may flip only within rounding of V_th."""
+    x = (torch.randn(8, 12) + 0.8).to(dtype)
+    s = assert_spikes_match(name, x, "triton", seq_len=8, min_equal=0.98)
+    assert s.dtype == dtype
+    mod, ref = build_pair(name, "triton", seq_len=8)
+    xa, xb = x.clone().requires_grad_(True), x.double().clone().requires_grad_(True)
+    g = torch.randn(x.shape)
+    sa, sb = mod(xa), ref(xb)
+    (sa * g).sum().backward()
+    (sb * g.double()).sum().backward()
+    assert xa.grad.dtype == dtype
+    # H does not depend on S here (the reset is estimated from σ), so a flipped spike leaves the gradient
+    torch.testing.assert_close(xa.grad.double(), xb.grad, rtol=tol, atol=tol)
+    if name != "psu":
+        torch.testing.assert_close(mod.weight.grad.double(), ref.weight.grad.double(), rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_gpu_long_sequence_matches_eager(name):
+    """CUDA: T = 4 096, 4 096 neurons, fp32: scans vs the eager T×T GEMMs (TF32 off for the reference)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    T = 4096
+    x = torch.randn(T, 4096, device="cuda") + 0.8
+    mod, ref = build_pair(name, "triton", seq_len=T)
+    ref.backend = "eager"
+    mod, ref = mod.cuda(), ref.cuda()
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    sa, sb = mod(xa), ref(xb)
+    assert (sa == sb).float().mean().item() >= 0.999
+    g = torch.randn_like(sa)
+    (sa * g).sum().backward()
+    (sb * g).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-3, atol=1e-3)
