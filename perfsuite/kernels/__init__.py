@@ -19,7 +19,7 @@ if _why is not None:
     raise ImportError(_why)
 
 from ..neurons import register_backend  # noqa: E402
-from . import dsn, lif, psn, psu  # noqa: E402
+from . import dsn, lif, psn, psu, spsn  # noqa: E402
 
 _BACKENDS = {
     "lif": lif.lif_backend,
@@ -31,6 +31,7 @@ _BACKENDS = {
     "psu": psu.psu_backend,
     "ipsu": psu.ipsu_backend,
     "rpsu": psu.rpsu_backend,
+    "spsn": spsn.spsn_backend,
 }
 
 for _name, _fn in _BACKENDS.items():
