@@ -18,7 +18,8 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and profile parallel spiking neurons against the serial LIF baseline.")
-out = Console()
+# piped output is not cut to rich's default 80 columns (the summary table has 13 columns)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 #: exit codes: user mistake (as click's usage errors), interrupted run (as a shell's SIGINT)
@@ -89,9 +90,12 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
                                    roofline=roofline)
     except ValueError as exc:
         fail(str(exc))
+    except RuntimeError as exc:  # the worker could not even record the environment
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
     out.print(runner.summary_table(result.rows))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    typer.echo(f"{result.new_rows} new rows ({counts}); {result.resumed} points already done. "
+    typer.echo(f"{len(result.rows)} rows ({counts}): {result.new_rows} new, {result.resumed} already done. "
                f"Rows: {out_dir / 'results.jsonl'}; summary: {out_dir / runner.SUMMARY_FILE}")
     if result.interrupted:
         typer.echo(f"interrupted: finished rows are kept; finish with: perfsuite run {scenario} --out {out_dir} "

@@ -102,11 +102,11 @@ def plan_point(point, device_bytes: int | None) -> Planned:
 
 # ------------------------------------------------------------------------------------------ worker
 class WorkerTimeout(Exception):
-    pass
+    """The worker gave no answer in time (it is then killed)."""
 
 
 class WorkerDied(Exception):
-    pass
+    """The worker process ended (crashed, killed) before it answered."""
 
 
 class Worker:
@@ -119,14 +119,18 @@ class Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child,), name="perfsuite-worker")
         self.proc.start()
         child.close()
-        self._wait(WORKER_START_TIMEOUT_S, "starting")
+        try:
+            self._wait(WORKER_START_TIMEOUT_S, "starting")
+        except BaseException:
+            self.kill()
+            raise
 
     def _wait(self, timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WorkerTimeout(what)
+                raise WorkerTimeout(f"no answer within {timeout:g} s while {what}")
             try:
                 if self._conn.poll(min(left, 0.5)):
                     return self._conn.recv()
@@ -171,6 +175,9 @@ class Worker:
 
 def _worker_main(conn) -> None:
     """Body of the worker process: answer requests until the parent says stop or goes away."""
+    # Ctrl-C reaches the whole process group: the parent decides (it kills this worker), so a
+    # KeyboardInterrupt here would only print a second traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -414,7 +421,11 @@ class Runner:
         path = self.out_dir / ENV_FILE
         if self.resume and path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
-        env = self._get_worker().call(("env", device, self.roofline), WORKER_START_TIMEOUT_S)
+        try:
+            env = self._get_worker().call(("env", device, self.roofline), WORKER_START_TIMEOUT_S)
+        except (WorkerDied, WorkerTimeout) as exc:
+            self._drop_worker()
+            raise RuntimeError(f"the worker process failed while recording the environment: {exc}") from None
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
         return env
@@ -435,7 +446,13 @@ class Runner:
         if plan.status is not None:
             return make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
                             started_at=started_at, duration_s=time.perf_counter() - t0)
-        worker = self._get_worker()
+        try:
+            worker = self._get_worker()
+        except (WorkerDied, WorkerTimeout) as exc:
+            self._drop_worker()
+            return make_row(point, run_id, "error", f"the worker process failed to start: {exc}",
+                            predicted_bytes=plan.predicted_bytes, started_at=started_at,
+                            duration_s=time.perf_counter() - t0)
         t0 = time.perf_counter()  # worker start-up is not the point's time
         try:
             res = worker.call(("point", point, ctx), point.limits.timeout_s)
