@@ -164,7 +164,7 @@ def scan_backward(grad_h: torch.Tensor, a2: torch.Tensor, h: torch.Tensor, h0: t
     ga = torch.empty_like(h) if need_ga else gb
     gh0 = torch.empty((N,), dtype=h.dtype, device=h.device) if h0 is not None else gb
     _scan_bwd_kernel[(triton.cdiv(N, launch.block),)](
-        gh, a2, h, h0 if h0 is not None else h, gb, ga, gh0, T, N, HAS_H0=h0 is not None, NEED_GA=need_ga and a2.dim() > 0,
+        gh, a2, h, h0 if h0 is not None else h, gb, ga, gh0, T, N, HAS_H0=h0 is not None, NEED_GA=need_ga,
         A_CONST=a2.dim() == 0, BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
     return gb, (ga if need_ga else None), (gh0 if h0 is not None else None)
 
