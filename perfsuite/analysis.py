@@ -172,9 +172,15 @@ def scaling_fits(df: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.D
 
 # ------------------------------------------------------------------------------------ best and speed-up
 
+#: backends never ranked as "best": the float64 reference is the test oracle, slow on purpose
+NOT_RANKED = ("reference",)
+
+
 def best_backend(df: pd.DataFrame) -> pd.DataFrame:
-    """Per run × settings × neuron × T: the fastest backend and its median time (ms)."""
+    """Per run × settings × neuron × T: the fastest backend and its median time (ms); the float64
+    reference backend is left out (it is the oracle, not a way to run a neuron)."""
     ok = bench_ok(df)
+    ok = ok[~ok["backend"].isin(NOT_RANKED)]
     keys = SETTING + ["neuron", "seq_len"]
     if ok.empty:
         return pd.DataFrame(columns=keys + ["backend", TIME])
@@ -273,7 +279,7 @@ def crossovers(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None)
             ga = g[g["neuron"] == a].set_index("seq_len")[TIME]
             gb = g[g["neuron"] == b].set_index("seq_len")[TIME]
             common = sorted(set(ga.index) & set(gb.index))
-            if not common:
+            if len(common) < 2:  # one shared length says who is faster there, not where they cross
                 continue
             T = np.array(common, dtype=float)
             r = np.log(ga.loc[common].values / gb.loc[common].values)
@@ -716,4 +722,5 @@ def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boo
     return Analysis(runs=list(runs), df=df, fits=scaling_fits(df, n_boot=n_boot, seed=seed), speedups=speedups(df),
                     crossovers=crossovers(df), backends=backend_ratios(df), roofline=roofline_fractions(df, envs),
                     activity=activity_summary(df), extrapolation=extrapolation_summary(df),
-                    claims=evaluate_claims(df, claims), not_ok=not_ok(df), comparison=compare_runs(df))
+                    claims=evaluate_claims(df, claims), not_ok=not_ok(df), comparison=compare_runs(df),
+                    extra={"n_boot": n_boot})

@@ -63,23 +63,27 @@ def default_env(run_id: str = "synthetic", *, gpu: str = "Synthetic GPU", roofli
     return env
 
 
-def time_ms(neuron: str, backend: str, mode: str, seq_len: int, *, exponent=None, prefactor=None) -> float:
+def time_ms(neuron: str, backend: str, mode: str, seq_len: int, *, exponent=None, prefactor=None,
+            backend_factor: Mapping[str, float] | None = None) -> float:
     """The noise-free synthetic time of a point (what a perfect fit recovers)."""
     a = _per_neuron(prefactor, DEFAULT_PREFACTOR, neuron, 0.01)
     b = _per_neuron(exponent, DEFAULT_EXPONENT, neuron, 1.0)
-    return a * BACKEND_FACTOR.get(backend, 1.0) * MODE_FACTOR.get(mode, 1.0) * seq_len ** b
+    factor = {**BACKEND_FACTOR, **(backend_factor or {})}.get(backend, 1.0)
+    return a * factor * MODE_FACTOR.get(mode, 1.0) * seq_len ** b
 
 
 def make_rows(*, neurons: Iterable[str] = ("lif", "psn", "dsn"), backends: Iterable[str] = ("eager", "compiled"),
               seq_lens: Iterable[int] = (64, 128, 256, 512, 1024, 2048), modes: Iterable[str] = ("forward", "train"),
               precisions: Iterable[str] = ("fp32",), batch: int = 8, features: int = 128,
               exponent: float | Mapping[str, float] | None = None,
-              prefactor: float | Mapping[str, float] | None = None, noise: float = 0.03, seed: int = 0,
+              prefactor: float | Mapping[str, float] | None = None,
+              backend_factor: Mapping[str, float] | None = None, noise: float = 0.03, seed: int = 0,
               run_id: str = "synthetic", failures: Mapping[tuple, tuple[str, str]] | None = None,
               missing: Iterable[str] = (), samples: int = 15, workload: str = "layer",
               extrapolation: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Rows of a synthetic run.
 
+    ``backend_factor`` overrides `BACKEND_FACTOR` (time multiplier per backend).
     ``failures`` maps ``(neuron, backend, mode, seq_len)`` to ``(status, reason)`` for points that did not
     run (their metric blocks are null). ``missing`` names metric blocks left null in every row, each with
     a ``<block>_reason`` (e.g. ``("energy", "memory")``). ``extrapolation`` adds extrapolation rows:
@@ -114,7 +118,8 @@ def make_rows(*, neurons: Iterable[str] = ("lif", "psn", "dsn"), backends: Itera
                             row["duration_s"] = 0.1
                             rows.append(row)
                             continue
-                        true = time_ms(neuron, backend, mode, T, exponent=exponent, prefactor=prefactor)
+                        true = time_ms(neuron, backend, mode, T, exponent=exponent, prefactor=prefactor,
+                                       backend_factor=backend_factor)
                         median = true * math.exp(rng.normal(0.0, noise)) if noise > 0 else true
                         s = median * np.exp(rng.normal(0.0, 0.01, size=samples))
                         s = s * (median / float(np.median(s)))  # pin the samples' median to the point's

@@ -182,3 +182,15 @@ def test_bad_input_raises_clear_errors(tmp_path):
         build_report([])
     with pytest.raises(FileNotFoundError, match="missing.*no results.jsonl"):
         build_report([tmp_path / "missing"])
+
+
+def test_single_length_run_says_there_is_nothing_to_fit(tmp_path):
+    run = make_run(tmp_path / "one", neurons=("lif", "psn"), backends=("eager", "reference"), seq_lens=(32,),
+                   modes=("forward",), samples=3, backend_factor={"reference": 0.5})  # reference fastest
+    build_report([run], **FAST)
+    md = (run / "report.md").read_text()
+    assert "— no fits: every neuron × backend × mode was measured at a single sequence length." in md
+    assert "— no crossovers" in md
+    # the float64 reference is never the "best backend", even when it is the fastest row
+    headline = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
+    assert "(reference)" not in headline and "(eager)" in headline

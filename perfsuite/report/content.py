@@ -117,6 +117,21 @@ def setting_label(row: Any) -> str:
     return " · ".join(parts)
 
 
+def _in_order(an: A.Analysis, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``df`` sorted by ``cols``, runs in the order they were given (not alphabetically) and modes as
+    forward, train, step."""
+    runs = {r.label: i for i, r in enumerate(an.runs)}
+
+    def key(col: pd.Series) -> pd.Series:
+        if col.name == "run":
+            return col.astype(str).map(runs)
+        if col.name == "mode":
+            return col.map(lambda m: (MODE_ORDER.get(m, 9)))
+        return col
+
+    return df.sort_values(cols, key=key)
+
+
 def _mode_sorted(values: Iterable[str]) -> list[str]:
     return sorted(set(values), key=lambda m: (MODE_ORDER.get(m, 9), m))
 
@@ -220,7 +235,15 @@ def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: d
         return sec
     several = len(an.runs) > 1
     rows, notes = [], set()
-    for _, f in fits.sort_values(["run", "mode", "precision", "neuron", "backend"]).iterrows():
+    single = fits[fits["n_points"] < 2]
+    fits = fits[fits["n_points"] >= 2]
+    if not single.empty:
+        notes.add(f"Left out: {len(single)} neuron × backend × mode group(s) measured at a single sequence length "
+                  "(a fit needs at least two).")
+    if fits.empty:
+        sec.blocks.append(Paragraph(f"{DASH} no fits: every neuron × backend × mode was measured at a single "
+                                    "sequence length."))
+    for _, f in _in_order(an, fits, ["run", "mode", "precision", "neuron", "backend"]).iterrows():
         ci = f"[{fmt_num(f['b_lo'])}, {fmt_num(f['b_hi'])}]" if _finite(f["b_lo"]) else DASH
         if f["fit_reason"]:
             notes.add(f"{DASH}: {f['fit_reason']}")
@@ -229,17 +252,19 @@ def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: d
             fmt_num(f["r2"], 4), f"{fmt_int(f['t_min'])}…{fmt_int(f['t_max'])}", str(f["n_points"])])
     cols = (["run"] if several else []) + ["neuron", "backend", "mode", "settings", "exponent b", "95 % CI of b",
                                            "a (time at T=1)", "R²", "T range", "points"]
-    sec.blocks.append(Table(cols, rows, caption="Fitted scaling time ≈ a·T^b (least squares in log–log)", notes=[
-        "95 % CI: residual bootstrap (2000 draws, residuals rescaled by √(n/(n−2))); with few lengths it is "
-        "narrower than an exact t-interval. A fixed launch or loop overhead flattens small T and lowers b: "
-        "read b together with R² and the plot.", *sorted(notes)]))
+    method = (f"95 % CI: residual bootstrap ({an.extra.get('n_boot', '?')} draws, residuals rescaled by "
+              "√(n/(n−2))); with few lengths it is narrower than an exact t-interval. A fixed launch or loop "
+              "overhead flattens small T and lowers b: read b together with R² and the plot.")
+    if rows:
+        sec.blocks.append(Table(cols, rows, caption="Fitted scaling time ≈ a·T^b (least squares in log–log)",
+                                notes=[method, *sorted(notes)]))
     cr = an.crossovers
     if cr.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no crossovers: no pair of neurons (vs LIF, vs PSN) shares measured "
-                                    "lengths."))
+        sec.blocks.append(Paragraph(f"{DASH} no crossovers: no pair of neurons (vs LIF, vs PSN) shares two or "
+                                    "more measured lengths."))
         return sec
     rows = []
-    for _, c in cr.sort_values(["run", "mode", "precision", "neuron", "other"]).iterrows():
+    for _, c in _in_order(an, cr, ["run", "mode", "precision", "neuron", "other"]).iterrows():
         fit = fmt_num(c["t_star_fit"]) if _finite(c["t_star_fit"]) else DASH
         if _finite(c["t_star_fit"]) and not c["fit_in_range"]:
             fit += " (outside measured T)"
@@ -298,7 +323,7 @@ def roofline_section(an: A.Analysis) -> Section:
         sec.blocks.append(Paragraph(f"{DASH} no ok timed points."))
         return sec
     idx = rf.groupby(A.SETTING + ["neuron", "backend"], observed=True)["seq_len"].idxmax()
-    top = rf.loc[idx].sort_values(["run", "mode", "precision", "neuron", "backend"])
+    top = _in_order(an, rf.loc[idx], ["run", "mode", "precision", "neuron", "backend"])
     several = len(an.runs) > 1
     rows, notes = [], set()
     for _, r in top.iterrows():
@@ -324,7 +349,7 @@ def activity_section(an: A.Analysis) -> Section:
         return sec
     several = len(an.runs) > 1
     rows, notes = [], set()
-    for _, r in act.sort_values(["run", "precision", "workload", "neuron"]).iterrows():
+    for _, r in _in_order(an, act, ["run", "precision", "workload", "neuron"]).iterrows():
         for col, rcol in (("firing_rate", "firing_rate_reason"), ("modelled_j_per_gstep", "modelled_reason"),
                           ("measured_j_per_gstep", "measured_reason")):
             if not _finite(r[col]) and r[rcol]:
@@ -352,7 +377,7 @@ def extrapolation_section(an: A.Analysis, figures: dict[str, list[Figure]]) -> S
     sec.blocks += figures.get("extrapolation", [])
     several = len(an.runs) > 1
     rows, notes = [], set()
-    for _, r in ex.sort_values(["run", "task", "neuron"]).iterrows():
+    for _, r in _in_order(an, ex, ["run", "task", "neuron"]).iterrows():
         if r["reason"]:
             notes.add(f"{r['neuron']}: {r['reason']}")
         rows.append(([r["run"]] if several else []) + [
