@@ -36,9 +36,10 @@ MODES = ("forward", "train", "step")
 WORKLOADS = ("layer", "network")
 DEFAULT_TARGET_RATE = 0.1
 DEFAULT_LAYERS = 4
-#: calibration: scale bracket, evaluations, relative tolerance on the rate, longest T it looks at
-#: for neurons not tied to T (their rate settles within a few time constants)
+#: calibration: scale bracket, offset bracket (±), evaluations, relative tolerance on the rate, longest
+#: T it looks at for neurons not tied to T (their rate settles within a few time constants)
 _SCALE_RANGE = (1e-2, 1e3)
+_OFFSET_MAX = 64.0
 _CALIBRATION_EVALS = 16
 _CALIBRATION_RTOL = 0.05
 _CALIBRATION_MAX_T = 1024
@@ -230,9 +231,9 @@ class Workload:
         first = next(m for m in self.model.modules() if isinstance(m, Neuron))
         self.levels = int(getattr(first, "levels", 1) or 1) if first.spec.integer_spikes else 1
         z = torch.randn(point.seq_len, point.batch, point.features, generator=gen)
-        self.input_scale, self.layer_gains = self._calibrate(z)
+        self.input_scale, self.input_offset, self.layer_gains, self.layer_shifts = self._calibrate(z)
         self.model.to(device=device, dtype=self.dtype)
-        self.x = (z * self.input_scale).to(device=device, dtype=self.dtype)
+        self.x = (z * self.input_scale + self.input_offset).to(device=device, dtype=self.dtype)
         self._grad_out: torch.Tensor | None = None
 
     # --------------------------------------------------------------------------------- build
@@ -247,32 +248,39 @@ class Workload:
         return (lambda x: _step_layer(model, x)) if serial else (lambda x: [model(x)])
 
     # --------------------------------------------------------------------------- calibration
-    def _calibrate(self, z: torch.Tensor) -> tuple[float, list[float]]:
-        """Scale of the drive so the layer fires near ``target_rate``; in a network also a gain per later
-        block (its Linear's weight and bias are multiplied by it) so that every block fires near the
-        target, not only the first (an untrained net's spikes are otherwise too weak to drive the next
-        block). Runs the model's own parameters on its eager path in fp32, on the first time steps (all T
-        when the neuron is tied to T) and the first batch elements of ``z``.
-        Returns (input scale, gains of blocks 2..L)."""
+    def _calibrate(self, z: torch.Tensor) -> tuple[float, float, list[float], list[float]]:
+        """Calibrate the drive so the layer fires near ``target_rate`` (`_fit_drive`).
+
+        Layer: ``x = scale · z + offset``. Network: ``x = scale · z``, and each block's Linear gets a
+        bias shift (and from block 2 on a gain on weight and bias) so every block fires near the target,
+        not only the first (an untrained net's spikes are otherwise too weak to drive the next block;
+        an offset of the input would not act as a bias through the random weights). Runs the model's own
+        parameters on its eager path in fp32, on the first time steps (all T when the neuron is tied to
+        T) and the first batch elements of ``z``. Returns (input scale, input offset, per-block gains,
+        per-block bias shifts); the block lists are empty for a layer."""
         T = z.shape[0] if self.spec.fixed_length else min(z.shape[0], _CALIBRATION_MAX_T)
         b = max(1, min(z.shape[1], _CALIBRATION_MAX_NEURONS // max(1, z.shape[2])))
         zc = z[:T, :b].to(self.device)
         model = self.model.to(self.device)
+        target, levels = self.target_rate, self.levels
         with torch.no_grad(), _eager(model):
             if not isinstance(model, SpikingNet):
-                return _bisect(lambda s: layer_rate(model(zc * s), self.levels), self.target_rate), []
+                scale, offset = _fit_drive(lambda s, m: layer_rate(model(zc * s + m), levels), target)
+                return scale, offset, [], []
             lin, neu = model.linears, model.neurons
-            scale = _bisect(lambda s: layer_rate(neu[0](lin[0](zc * s)), self.levels), self.target_rate)
+            scale, shift = _fit_drive(lambda s, m: layer_rate(neu[0](lin[0](zc * s) + m), levels), target)
+            lin[0].bias.add_(shift)
+            gains, shifts = [1.0], [shift]
             h = neu[0](lin[0](zc * scale))
-            gains = []
             for i in range(1, len(lin)):
                 pre = lin[i](h)
-                g = _bisect(lambda s: layer_rate(neu[i](pre * s), self.levels), self.target_rate)
+                g, m = _fit_drive(lambda s, m, pre=pre, i=i: layer_rate(neu[i](pre * s + m), levels), target)
                 lin[i].weight.mul_(g)
-                lin[i].bias.mul_(g)
+                lin[i].bias.mul_(g).add_(m)
                 gains.append(g)
-                h = neu[i](pre * g)
-            return scale, gains
+                shifts.append(m)
+                h = neu[i](lin[i](h))
+            return scale, 0.0, gains, shifts
 
     # ----------------------------------------------------------------------------- the call
     def call(self) -> Callable[[], object]:
@@ -306,6 +314,7 @@ class Workload:
     def spikes(self) -> list[torch.Tensor]:
         """Spikes of every layer [T, B, width] on the measured input, with the point's backend (the
         serial path in step mode), no grad."""
+        _restart_randomness(self.model, self.point.seed)
         with torch.no_grad():
             return self._layers_fn(self.model, serial=self.point.mode == "step")(self.x)
 
@@ -314,14 +323,16 @@ class Workload:
         ref = self._build("reference")
         ref.load_state_dict(self.model.state_dict())
         ref = ref.to(device=self.device, dtype=torch.float64)
+        _restart_randomness(ref, self.point.seed)
         with torch.no_grad():
             return self._layers_fn(ref, serial=False)(self.x.to(torch.float64))
 
     def activity(self, layers: list[torch.Tensor]) -> dict:
         block = {**activity_stats(layers, self.levels), "input_scale": self.input_scale,
-                 "target_rate": self.target_rate}
-        if self.layer_gains:
+                 "input_offset": self.input_offset, "target_rate": self.target_rate}
+        if self.point.workload == "network":
             block["layer_gains"] = self.layer_gains
+            block["layer_bias_shifts"] = self.layer_shifts
         return block
 
     def neuron_steps(self) -> float:
@@ -342,16 +353,18 @@ class Workload:
         return macs, sops
 
 
-def _bisect(rate: Callable[[float], float], target: float) -> float:
-    """The scale s (log-space bisection over ``_SCALE_RANGE``) with ``rate(s)`` closest to ``target``;
-    the rate is assumed to grow with s. Stops early within ``_CALIBRATION_RTOL`` of the target."""
-    lo, hi = math.log(_SCALE_RANGE[0]), math.log(_SCALE_RANGE[1])
-    best_err, best = math.inf, 1.0
+def _bisect(rate: Callable[[float], float], target: float, lo: float, hi: float, log: bool) -> float:
+    """The value v in [lo, hi] (bisection, in log space when ``log``) with ``rate(v)`` closest to
+    ``target``; the rate is assumed to grow with v. Stops early within ``_CALIBRATION_RTOL``."""
+    if log:
+        lo, hi = math.log(lo), math.log(hi)
+    best_err, best = math.inf, lo
     for _ in range(_CALIBRATION_EVALS):
         mid = (lo + hi) / 2
-        r = rate(math.exp(mid))
+        v = math.exp(mid) if log else mid
+        r = rate(v)
         if abs(r - target) < best_err:
-            best_err, best = abs(r - target), math.exp(mid)
+            best_err, best = abs(r - target), v
         if abs(r - target) <= _CALIBRATION_RTOL * target:
             break
         if r < target:
@@ -359,6 +372,26 @@ def _bisect(rate: Callable[[float], float], target: float) -> float:
         else:
             hi = mid
     return best
+
+
+def _fit_drive(rate: Callable[[float, float], float], target: float) -> tuple[float, float]:
+    """(scale, offset) of a drive ``scale · z + offset`` giving ``rate(scale, offset)`` near ``target``.
+
+    First the scale of a zero-mean drive; a neuron that fires above the target even at the smallest
+    scale (SPSN fires with probability sigmoid(0) = 1/2 at zero input) gets unit noise and a
+    calibrated negative offset instead."""
+    if rate(_SCALE_RANGE[0], 0.0) <= target * (1 + _CALIBRATION_RTOL):
+        return _bisect(lambda s: rate(s, 0.0), target, *_SCALE_RANGE, log=True), 0.0
+    return 1.0, _bisect(lambda m: rate(1.0, m), target, -_OFFSET_MAX, _OFFSET_MAX, log=False)
+
+
+def _restart_randomness(model: nn.Module, seed: int) -> None:
+    """Start stochastic neurons (SPSN) from the same random state before the spikes that agreement
+    compares: the global generator, and each neuron's own generator where it has one (``reseed``)."""
+    torch.manual_seed(int(seed))
+    for m in model.modules():
+        if isinstance(m, Neuron) and hasattr(m, "reseed"):
+            m.reseed()
 
 
 @contextlib.contextmanager

@@ -38,12 +38,25 @@ def test_network_blocks_all_fire_near_the_target_and_widths_follow_the_params():
     spikes = wl.spikes()
     assert [s.shape[-1] for s in spikes] == [16, 16, 6]
     a = wl.activity(spikes)
-    assert len(a["per_layer"]) == 3 and len(a["layer_gains"]) == 2
+    assert len(a["per_layer"]) == 3 and len(a["layer_gains"]) == len(a["layer_bias_shifts"]) == 3
     for rate in a["per_layer"]:
         assert 0.03 <= rate <= 0.25  # every block active, not only the first
     macs, sops = wl.synaptic_ops(spikes)
     assert macs == 32 * 4 * 12 * 16
     assert sops == pytest.approx(spikes[0].sum().item() * 16 + spikes[1].sum().item() * 6)
+
+
+def test_a_neuron_firing_above_target_at_zero_input_gets_a_negative_offset():
+    """SPSN fires with probability sigmoid(0) = 1/2 at zero input: no scale of a zero-mean drive reaches
+    10 %, a negative mean does; its random spikes still agree with the reference (same random state)."""
+    from perfsuite.measure import agreement
+
+    wl = Workload(make_point("spsn", seq_len=64, batch=4, features=16), "cpu")
+    spikes = wl.spikes()
+    a = wl.activity(spikes)
+    assert a["input_offset"] < 0 and a["input_scale"] == 1.0
+    assert a["firing_rate"] == pytest.approx(0.1, abs=0.04)
+    assert agreement(spikes, wl.reference_spikes())["equal_fraction"] >= 0.99
 
 
 def test_train_call_computes_input_and_parameter_gradients():
