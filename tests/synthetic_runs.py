@@ -145,7 +145,8 @@ def make_rows(*, neurons: Iterable[str] = ("lif", "psn", "dsn"), backends: Itera
                                            "input_scale": 1.0, "target_rate": None}
                         row["agreement"] = None
                         row["agreement_reason"] = "synthetic run: no reference comparison"
-                        flops = 2.0 * T * T * neurons_n if DEFAULT_EXPONENT.get(neuron, 1.0) >= 2 else 4.0 * T * neurons_n
+                        quadratic = DEFAULT_EXPONENT.get(neuron, 1.0) >= 2  # a T×T GEMM, else a scan
+                        flops = 2.0 * T * T * neurons_n if quadratic else 4.0 * T * neurons_n
                         row["cost"] = {"flops": flops * (3 if mode == "train" else 1),
                                        "min_bytes": float(2 * per_el * (2 if mode == "train" else 1))}
                         for blk in missing:

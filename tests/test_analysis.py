@@ -164,7 +164,7 @@ def test_failed_points_are_listed_and_excluded(tmp_path):
 def test_all_points_failed_gives_empty_tables_not_errors(tmp_path):
     failures = {(n, b, m, T): ("error", "RuntimeError: synthetic") for n in ("lif",) for b in ("eager", "compiled")
                 for m in ("forward", "train") for T in SMALL["seq_lens"]}
-    runs, df = _analysed(tmp_path, neurons=("lif",), failures=failures)
+    runs, _ = _analysed(tmp_path, neurons=("lif",), failures=failures)
     an = A.analyse(runs, n_boot=10)
     assert an.fits.empty and an.speedups.empty and an.crossovers.empty and an.roofline.empty
     assert len(an.not_ok) == len(failures)
@@ -234,7 +234,8 @@ def test_backward_claim_uses_train_minus_forward(tmp_path):
     _, df = _analysed(tmp_path, neurons=("psn", "dsn"), noise=0.0, seq_lens=(4096, 16384))
     claim = next(c for c in A.load_claims() if c.id == "dsn_psn_backward_16k")
     rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
-    bwd = lambda n: time_ms(n, "compiled", "train", 16384) - time_ms(n, "compiled", "forward", 16384)  # noqa: E731
+    def bwd(n):
+        return time_ms(n, "compiled", "train", 16384) - time_ms(n, "compiled", "forward", 16384)
     assert rec["value"] == pytest.approx(bwd("psn") / bwd("dsn"), rel=1e-9)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -142,7 +141,7 @@ def test_claims_table_has_paper_value_source_and_verdict(one_run):
 
 
 def test_several_runs_side_by_side(two_runs):
-    a, b, html = two_runs
+    _, _, html = two_runs
     out = html.parent
     assert html == out / "report.html"
     md = (out / "report.md").read_text()
@@ -155,7 +154,7 @@ def test_several_runs_side_by_side(two_runs):
 
 
 def test_rebuilding_into_a_folder_drops_old_plots(two_runs, tmp_path):
-    a, b, html = two_runs
+    a, _, html = two_runs
     out = html.parent
     build_report([a], out, **FAST)
     stems = {p.stem for p in (out / "plots").glob("*.png")}

@@ -45,7 +45,7 @@ window.addEventListener('load', function () {
 def _chromium(*args: str, profile) -> subprocess.CompletedProcess:
     cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_report_renders_in_headless_chromium(tmp_path):
@@ -60,7 +60,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     probed.write_text(html.read_text().replace("</head>", PROBE + "\n</head>", 1))
     res = _chromium("--virtual-time-budget=10000", "--dump-dom", probed.as_uri(), profile=tmp_path / "profile")
     assert res.returncode == 0, res.stderr[-2000:]
-    m = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, re.S)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, re.DOTALL)
     assert m, f"the page never finished loading; stderr: {res.stderr[-2000:]}"
     probe = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
                        .replace("&amp;", "&"))

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -138,6 +138,19 @@ def _mode_sorted(values: Iterable[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- sections
 
+def _env_value(v: Any) -> str:
+    """An env.json value as text: floats to 4 significant digits (measured rates, not identifiers)."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_env_value(x) or DASH}" for k, x in v.items())
+    if isinstance(v, list):
+        return json.dumps(v)
+    return str(v)
+
+
 def environment_section(an: A.Analysis) -> Section:
     sec = Section("environment", "Environment and how to reproduce")
     keys: list[str] = []
@@ -149,9 +162,9 @@ def environment_section(an: A.Analysis) -> Section:
                 continue
             if isinstance(v, dict):
                 for k2, v2 in v.items():
-                    flat[f"{k}.{k2}"] = v2 if isinstance(v2, str) else json.dumps(v2)
+                    flat[f"{k}.{k2}"] = _env_value(v2)
             else:
-                flat[k] = "" if v is None else str(v)
+                flat[k] = _env_value(v)
         flat_envs.append(flat)
         keys += [k for k in flat if k not in keys]
     if keys:
@@ -185,6 +198,7 @@ def headline_section(an: A.Analysis) -> Section:
         "(> 1 = the neuron is faster)."))
     failed = an.df[(an.df["kind"] == "bench") & (an.df["status"] != "ok")]
     group_keys = ["run", "precision", "workload", "device", "batch", "features", "mode"]
+    sp = _in_order(an, sp, group_keys + ["neuron", "seq_len"])
     for gk, g in sp.groupby(group_keys, observed=True, sort=False):
         info = dict(zip(group_keys, gk))
         Ts = sorted(g["seq_len"].unique())
@@ -274,10 +288,10 @@ def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: d
     sec.blocks.append(Table(
         (["run"] if several else []) + ["pair", "mode", "settings", "T* (measured)", "what happens",
                                         "T* (fitted curves)", "speed-up at min T", "speed-up at max T", "T range"],
-        rows, caption="Crossovers: where one neuron overtakes the other (best backends)", notes=[
+        rows, caption="Crossovers: where one neuron overtakes the other (best backends)", notes=[(
             "T* (measured): the measured time ratio crosses 1 between two neighbouring lengths, interpolated in "
             "log–log. T* (fitted curves): where the two power laws cross; outside the measured lengths it is an "
-            f"extrapolation (shown up to 10× beyond them, else {DASH}). Speed-up = other's time / neuron's time."]))
+            f"extrapolation (shown up to 10× beyond them, else {DASH}). Speed-up = other's time / neuron's time.")]))
     return sec
 
 
@@ -308,7 +322,7 @@ def backends_section(an: A.Analysis) -> Section:
 def roofline_section(an: A.Analysis) -> Section:
     sec = Section("roofline", "Roofline")
     for run in an.runs:
-        bw, mm, why = A._peaks(run.env, "fp32")
+        bw, _, why = A._peaks(run.env, "fp32")
         roof = run.env.get("roofline")
         if isinstance(roof, dict):
             tf = roof.get("matmul_tflops")
@@ -334,10 +348,10 @@ def roofline_section(an: A.Analysis) -> Section:
             fmt_num(r["achieved_gbs"]), fmt_num(r["achieved_tflops"]), fmt_pct(r["fraction"]), r["bound"] or DASH])
     sec.blocks.append(Table((["run"] if several else []) + [
         "neuron", "backend", "mode", "settings", "T", "FLOP/byte", "GB/s", "TFLOP/s", "of roofline", "bound"], rows,
-        caption="Achieved rates at the largest measured T, from the neuron's analytic cost", notes=[
+        caption="Achieved rates at the largest measured T, from the neuron's analytic cost", notes=[(
             "Bytes are the neuron's minimum traffic (a floor), so GB/s is a lower bound of what moved. The roof is "
             "min(measured matmul peak, intensity × measured copy bandwidth); element-wise work cannot reach the "
-            "matmul peak, so memory-bound fractions are the meaningful ones.", *sorted(notes)]))
+            "matmul peak, so memory-bound fractions are the meaningful ones."), *sorted(notes)]))
     return sec
 
 
@@ -350,10 +364,11 @@ def activity_section(an: A.Analysis) -> Section:
     several = len(an.runs) > 1
     rows, notes = [], set()
     for _, r in _in_order(an, act, ["run", "precision", "workload", "neuron"]).iterrows():
-        for col, rcol in (("firing_rate", "firing_rate_reason"), ("modelled_j_per_gstep", "modelled_reason"),
-                          ("measured_j_per_gstep", "measured_reason")):
+        for col, rcol, what in (("firing_rate", "firing_rate_reason", "firing rate"),
+                                ("modelled_j_per_gstep", "modelled_reason", "modelled energy"),
+                                ("measured_j_per_gstep", "measured_reason", "measured energy")):
             if not _finite(r[col]) and r[rcol]:
-                notes.add(f"{DASH} ({col.replace('_', ' ')}): {r[rcol]}")
+                notes.add(f"{DASH} ({what}): {r[rcol]}")
         layers = ", ".join(fmt_num(v) for v in r["per_layer"]) if r["per_layer"] else DASH
         rows.append(([r["run"]] if several else []) + [
             r["neuron"], f"{r['precision']} · {r['workload']}", fmt_num(r["firing_rate"]),

@@ -46,7 +46,8 @@ def _log_axes(ax, xs) -> None:
     ax.xaxis.set_major_locator(FixedLocator(xs[::step]))
     ax.xaxis.set_major_formatter(FuncFormatter(_fmt_len))
     ax.xaxis.set_minor_locator(NullLocator())  # minor ticks cost layout time and add nothing here
-    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
+    # 1-2-5 ticks so a panel spanning less than a decade still gets labelled ticks
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=7))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.grid(True, which="major", alpha=0.3)
@@ -108,7 +109,9 @@ def _legend(fig: MplFigure, palette: dict, neurons: list[str], backends: list[st
 
 def _series(ok: pd.DataFrame) -> dict[str, tuple[str, str, Callable[[pd.DataFrame], pd.Series]]]:
     """quantity -> (y label, file stem, function giving the y values of ok rows)."""
-    num = lambda c: (lambda d: pd.to_numeric(d[c], errors="coerce"))  # noqa: E731
+    def num(c):
+        return lambda d: pd.to_numeric(d[c], errors="coerce")
+
     return {
         "time": ("median time (ms)", "time", lambda d: d[A.TIME]),
         "memory": ("peak memory (MiB)", "memory",
