@@ -98,6 +98,8 @@ class NoiseFloor:
     points: dict[str, float]
     default: float
     source: str = ""
+    #: `ENV_FIELDS` of the A/A runs; a floor from another machine or software stack is refused
+    env: dict[str, Any] = field(default_factory=dict)
 
     def floor(self, key: str) -> float:
         return self.points.get(key, self.default)
@@ -420,7 +422,7 @@ def write_noise_floor(path: str | os.PathLike, run_dirs: list[str | os.PathLike]
            "env": {name: env_value(env, name) for name in ENV_FIELDS},
            "default": nf.default, "points": nf.points}
     Path(path).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return replace(nf, source=str(path))
+    return replace(nf, source=str(path), env=doc["env"])
 
 
 def load_noise_floor(path: str | os.PathLike) -> NoiseFloor:
@@ -439,7 +441,8 @@ def load_noise_floor(path: str | os.PathLike) -> NoiseFloor:
             _number(v) is None or v < 0 for v in points.values()):
         raise ValueError(f"noise floor file {path}: expected 'default' (a number >= 0) and 'points' "
                          f"(key -> number >= 0)")
-    return NoiseFloor({k: float(v) for k, v in points.items()}, default, str(path))
+    env = doc.get("env") if isinstance(doc.get("env"), dict) else {}
+    return NoiseFloor({k: float(v) for k, v in points.items()}, default, str(path), env)
 
 
 # ------------------------------------------------------------------------------------- entry points
@@ -458,6 +461,11 @@ def compare_runs(baseline: str | os.PathLike, candidate: str | os.PathLike, *, t
         raise EnvironmentMismatch(f"runs come from different environments ({what}); compare runs from the same "
                                   f"machine and software, or pass --force to compare anyway")
     nf = load_noise_floor(noise_floor) if isinstance(noise_floor, (str, os.PathLike)) else noise_floor
+    nf_diffs = env_differences(nf.env, env_b) if nf is not None and nf.env else []
+    if nf_diffs and not force:
+        what = "; ".join(f"{k}: noise floor {a!r}, baseline {b!r}" for k, a, b in nf_diffs)
+        raise EnvironmentMismatch(f"the noise floor {nf.source} was measured in another environment ({what}); "
+                                  f"measure it again with scripts/noise_floor.sh, or pass --force")
     th = thresholds or Thresholds()
     return Comparison(compare_rows(rows_b, rows_c, th, nf), th, env_b, env_c, diffs, force,
                       (nf.source or "given noise floor") if nf else None, fail_on_missing=fail_on_missing, floor=nf)

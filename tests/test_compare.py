@@ -276,6 +276,10 @@ def test_noise_floor_from_aa_runs_silences_run_to_run_drift(tmp_path):
     assert compared == 160
     assert plain > 5, "the drift should fool a gate without a floor (else this test shows nothing)"
     assert with_floor <= compared // 100, f"{with_floor} false regressions with the floor ({plain} without)"
+    other = default_env("other", gpu="Other GPU")
+    with pytest.raises(cmp.EnvironmentMismatch, match="noise floor .* another environment"):
+        cmp.compare_runs(make_run(tmp_path / "o1", env=other, **kw), make_run(tmp_path / "o2", env=other, **kw),
+                         noise_floor=tmp_path / "floor.json")
     slow = make_run(tmp_path / "slow", seed=200, prefactor={"psn": 0.0005 * 1.4}, **kw)
     gated = cmp.compare_runs(base, slow, noise_floor=tmp_path / "floor.json")
     assert {f.point.split("/")[0] for f in gated.regressions} == {"psn"}
