@@ -27,7 +27,6 @@ files, mismatched environments, a bad noise-floor file) raises, and the CLI turn
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -295,7 +294,8 @@ def _abs_finding(key: str, metric: str, b: float, c: float, tol: float, *, two_s
         verdict = "regression"
     else:
         verdict = "improvement"
-    return Finding(key, metric, verdict, b, c, d, {"tolerance": tol}, f"{b:.4g} -> {c:.4g} (diff {d:+.4g}, tolerance {tol:g})")
+    return Finding(key, metric, verdict, b, c, d, {"tolerance": tol},
+                   f"{b:.4g} -> {c:.4g} (diff {d:+.4g}, tolerance {tol:g})")
 
 
 def compare_point(key: str, br: dict, cr: dict, th: Thresholds, floor: float | None = None) -> list[Finding]:

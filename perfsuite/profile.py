@@ -240,7 +240,8 @@ def backend_identity(backend: str, events: list[dict[str, Any]], *, kernel_names
             return "unverified", ("no device kernels in the trace (on CPU the Triton interpreter runs kernels as "
                                   "Python, which the profiler does not record)")
         if not ours:
-            return "mismatch", "no perfsuite Triton kernel is defined (perfsuite.kernels has none, or triton is missing)"
+            return "mismatch", ("no perfsuite Triton kernel is defined (perfsuite.kernels has none, "
+                                "or triton is missing)")
         return "mismatch", f"none of perfsuite's Triton kernels launched; launched: {few(sorted(device_kernels))}"
     return "unverified", f"no identity rule for backend {backend!r}"
 

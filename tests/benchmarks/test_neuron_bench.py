@@ -35,7 +35,8 @@ REQUIRED = {"masked_psn": {"k": 4 if SIZE == "tiny" else 32}, "sliding_psn": {"k
 
 def _points():
     sc = scenario_from_dict({
-        "name": f"bench_{SIZE}", "device": DEVICE, "seed": 0, "neurons": [{"name": n, "params": REQUIRED.get(n, {})} for n in neurons.names()],
+        "name": f"bench_{SIZE}", "device": DEVICE, "seed": 0,
+        "neurons": [{"name": n, "params": REQUIRED.get(n, {})} for n in neurons.names()],
         "backends": BACKENDS, "precisions": ["fp32"], "modes": ["forward", "train", "step"],
         "metrics": ["time"], **SIZES[SIZE]}, path="tests/benchmarks")
     return sc.points()
