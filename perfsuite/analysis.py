@@ -408,32 +408,31 @@ def metric_reason(df: pd.DataFrame, block: str) -> str:
 
 def extrapolation_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per run × neuron × task × train length: loss at the training length and at the longest
-    evaluation length, their ratio, and whether every evaluation stayed finite."""
+    evaluation length, their ratio, whether every evaluation gave a finite loss, and why not."""
     ex = df[df["kind"] == "extrapolation"]
     keys = ["run", "neuron", "task", "train_len"]
     recs = []
     for gk, g in _groups(ex, keys):
         g = g.sort_values("eval_len")
-        ok = g[(g["status"] == "ok")]
-        loss = pd.to_numeric(ok["loss"], errors="coerce")
+        loss = pd.to_numeric(g["loss"], errors="coerce")
+        good = (g["status"] == "ok") & loss.notna() & (g["finite"].astype(object) != False)  # noqa: E712
         rec = {**dict(zip(keys, gk)), "max_eval_len": g["eval_len"].max(), "loss_train_len": np.nan,
                "loss_max_eval": np.nan, "loss_ratio": np.nan, "optimal_loss_max_eval": np.nan,
-               "all_finite": bool(len(ok) == len(g) and loss.notna().all() and ok["finite"].fillna(False).all()),
-               "reason": None}
-        at_train = ok[ok["eval_len"] == gk[3]]
-        if loss.notna().any():
-            last = ok[loss.notna()].iloc[-1]
-            rec["loss_max_eval"] = float(last["loss"])
-            rec["optimal_loss_max_eval"] = pd.to_numeric(last["optimal_loss"], errors="coerce")
-            rec["max_eval_len"] = last["eval_len"]
-        if len(at_train) and pd.notna(pd.to_numeric(at_train["loss"], errors="coerce").iloc[0]):
-            rec["loss_train_len"] = float(at_train["loss"].iloc[0])
-            rec["loss_ratio"] = rec["loss_max_eval"] / rec["loss_train_len"]
-        else:
-            rec["reason"] = "no finite loss at the training length"
-        bad = g[g["status"] != "ok"]
-        if len(bad):
-            rec["reason"] = "; ".join(sorted({f"{s}: {r}" for s, r in zip(bad["status"], bad["reason"])}))
+               "all_finite": bool(good.all()), "reason": None}
+        at_train = good & (g["eval_len"] == gk[3])
+        at_max = good & (g["eval_len"] == rec["max_eval_len"])
+        if at_train.any():
+            rec["loss_train_len"] = float(loss[at_train].iloc[0])
+        if at_max.any():
+            rec["loss_max_eval"] = float(loss[at_max].iloc[0])
+            rec["optimal_loss_max_eval"] = pd.to_numeric(g.loc[at_max, "optimal_loss"], errors="coerce").iloc[0]
+        rec["loss_ratio"] = rec["loss_max_eval"] / rec["loss_train_len"]
+        reasons = []
+        for (status, reason), lens in g[~good].groupby(["status", "reason"], dropna=False)["eval_len"]:
+            why = reason if isinstance(reason, str) else "no finite loss"
+            reasons.append(f"{status if status != 'ok' else 'ok but'} {why} "
+                           f"(eval {', '.join(str(int(x)) for x in lens)})")
+        rec["reason"] = "; ".join(reasons) or None
         recs.append(rec)
     cols = keys + ["max_eval_len", "loss_train_len", "loss_max_eval", "loss_ratio", "optimal_loss_max_eval",
                    "all_finite", "reason"]
@@ -662,19 +661,24 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, run: str, cache: dict | None 
         ex = ex[ex["neuron"] == m["neuron"]]
         rec["how"] = ("loss at the longest evaluation length / loss at the training length; stable = "
                       f"every evaluation finite and ratio ≤ 1 + {claim.tolerance}")
-        if ex.empty or ex["loss_ratio"].isna().all():
+        ex = ex[pd.notna(ex["loss_train_len"])]
+        if ex.empty:
             rec["difference"] = f"no extrapolation rows for {m['neuron']} with a finite loss at the training length"
             return rec
-        row = ex.dropna(subset=["loss_ratio"]).iloc[0]
+        row = ex.iloc[0]
         factor = float(row["max_eval_len"]) / float(row["train_len"])
+        want = float(m.get("eval_over_train", 1))
+        short = f"; evaluated only to {factor:.3g}× the training length (paper {want:.3g}×)" if factor < want else ""
+        if not row["all_finite"] or not np.isfinite(row["loss_ratio"]):
+            rec["measured"] = f"not finite: {row['reason']}"
+            rec["verdict"], rec["difference"] = "contradicts", "loss not finite" + short
+            return rec
         rec["measured"] = (f"loss ×{row['loss_ratio']:.3g} at {int(row['max_eval_len'])} "
                            f"(= {factor:.3g}× train length {int(row['train_len'])}, task {row['task']})")
         rec["value"] = float(row["loss_ratio"])
-        stable = bool(row["all_finite"]) and row["loss_ratio"] <= 1 + claim.tolerance
+        stable = row["loss_ratio"] <= 1 + claim.tolerance
         rec["verdict"] = "consistent" if stable else "contradicts"
-        want = float(m.get("eval_over_train", 1))
-        rec["difference"] = ("stable" if stable else "loss grows or is not finite") + (
-            f"; evaluated only to {factor:.3g}× the training length (paper {want:.3g}×)" if factor < want else "")
+        rec["difference"] = ("stable" if stable else "loss grows") + short
         return rec
     raise ValueError(f"claim {claim.id}: measure.kind={kind!r}; expected one of {CLAIM_KINDS}")
 

@@ -88,7 +88,8 @@ def make_rows(*, neurons: Iterable[str] = ("lif", "psn", "dsn"), backends: Itera
     run (their metric blocks are null). ``missing`` names metric blocks left null in every row, each with
     a ``<block>_reason`` (e.g. ``("energy", "memory")``). ``extrapolation`` adds extrapolation rows:
     ``{"neurons": [...], "train_len": 64, "eval_lens": [...], "growth": {neuron: loss growth per
-    doubling}}``.
+    doubling}, "unsupported": {neuron: reason}, "nonfinite": [neurons whose loss is not finite beyond
+    the training length]}``, shaped like `perfsuite.extrapolation`'s rows.
     """
     rng = np.random.default_rng(seed)
     failures = dict(failures or {})
@@ -157,20 +158,29 @@ def make_rows(*, neurons: Iterable[str] = ("lif", "psn", "dsn"), backends: Itera
     if extrapolation:
         train_len = int(extrapolation.get("train_len", 64))
         growth = extrapolation.get("growth", {})
+        unsupported = extrapolation.get("unsupported", {})
+        nonfinite = set(extrapolation.get("nonfinite", ()))
         for neuron in extrapolation.get("neurons", ()):
             for L in extrapolation.get("eval_lens", (64, 128, 256, 512)):
                 g = float(growth.get(neuron, 0.0))
                 loss = 0.7 + g * max(0.0, math.log2(L / train_len)) + rng.normal(0.0, 0.005)
-                fields = dict(kind="extrapolation", neuron=neuron, neuron_params={}, backend="eager", seq_len=L,
-                              batch=batch, features=features, precision="fp32", mode="forward",
-                              workload="network", device="cuda", task="markov", train_len=train_len, eval_len=L)
-                rows.append({"schema": SCHEMA_VERSION, "run_id": run_id, "scenario": "synthetic",
-                             "key": point_key(fields), **fields, "neurons": neurons_n, "status": "ok",
-                             "reason": None, "loss": loss, "accuracy": max(0.0, 0.9 - (loss - 0.7)),
-                             "loss_last10": loss, "accuracy_last10": None, "optimal_loss": 0.69,
-                             "excess_loss": loss - 0.69, "finite": True, "policy": "train_short_eval_long",
-                             "time": None, "time_reason": "extrapolation row", "started_at": None,
-                             "duration_s": 1.0})
+                # the fields perfsuite.extrapolation writes: no seq_len/batch/mode, no time block
+                fields = {"kind": "extrapolation", "neuron": neuron, "neuron_params": {}, "backend": "eager",
+                          "task": "markov", "train_len": train_len, "precision": "fp32", "device": "cuda",
+                          "seed": seed, "hidden": 32, "layers": 2, "steps": 100, "eval_len": L}
+                row = {"schema": SCHEMA_VERSION, "run_id": run_id, "scenario": "synthetic", **fields,
+                       "key": point_key(fields), "status": "ok", "reason": None, "loss": loss,
+                       "accuracy": max(0.0, 0.9 - (loss - 0.7)), "loss_last10": loss, "accuracy_last10": None,
+                       "optimal_loss": 0.69, "optimal_loss_last10": 0.69, "baseline_loss": 1.1,
+                       "excess_loss": loss - 0.69, "finite": True, "policy": "native", "policy_reason": None,
+                       "duration_s": 1.0}
+                if neuron in unsupported:
+                    row.update(status="unsupported", reason=unsupported[neuron], policy="unsupported", loss=None,
+                               loss_last10=None, accuracy=None, excess_loss=None, finite=None)
+                elif neuron in nonfinite and L > train_len:
+                    row.update(reason="non-finite loss (training or evaluation)", loss=None, loss_last10=None,
+                               accuracy=None, excess_loss=None, finite=False)
+                rows.append(row)
     return rows
 
 

@@ -281,3 +281,14 @@ def test_bad_claims_file_names_the_claim(tmp_path):
     p.write_text("claims:\n  - {id: y}\n")
     with pytest.raises(ValueError, match=r"claims\[0\] lacks"):
         A.load_claims(p)
+
+
+def test_extrapolation_claim_with_non_finite_loss_is_contradicted(tmp_path):
+    ex = {"neurons": ["dsn"], "train_len": 64, "eval_lens": [64, 128, 256], "nonfinite": ["dsn"]}
+    _, df = _analysed(tmp_path, neurons=("dsn",), extrapolation=ex)
+    summary = A.extrapolation_summary(df).iloc[0]
+    assert not summary["all_finite"] and summary["max_eval_len"] == 256 and math.isnan(summary["loss_max_eval"])
+    claim = next(c for c in A.load_claims() if c.id == "dsn_extrapolation")
+    rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
+    assert rec["verdict"] == "contradicts" and "eval 128, 256" in rec["measured"]
+    assert "paper 15×" in rec["difference"]  # evaluated only to 4× the training length

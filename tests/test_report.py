@@ -16,7 +16,8 @@ SMALL = dict(neurons=("lif", "psn", "dsn"), seq_lens=(64, 128, 256, 512), sample
 FAILURES = {("psn", "eager", "train", 512): ("oom", "CUDA out of memory (synthetic)"),
             ("psn", "compiled", "train", 512): ("oom", "CUDA out of memory (synthetic)"),
             ("dsn", "compiled", "forward", 64): ("error", "RuntimeError: synthetic failure")}
-EXTRA = {"neurons": ["dsn", "psn"], "train_len": 64, "eval_lens": [64, 128, 256], "growth": {"psn": 0.3}}
+EXTRA = {"neurons": ["dsn", "psn", "lif", "masked_psn"], "train_len": 64, "eval_lens": [64, 128, 256],
+         "growth": {"psn": 0.3}, "nonfinite": ["lif"], "unsupported": {"masked_psn": "weights tied to T=64"}}
 
 
 class _Page(HTMLParser):
@@ -193,3 +194,16 @@ def test_single_length_run_says_there_is_nothing_to_fit(tmp_path):
     # the float64 reference is never the "best backend", even when it is the fastest row
     headline = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
     assert "(reference)" not in headline and "(eager)" in headline
+
+
+def test_extrapolation_failures_are_reported(one_run):
+    run, _ = one_run
+    md = (run / "report.md").read_text()
+    section = md.split("## Extrapolation", 1)[1].split("\n## ", 1)[0]
+    assert "| lif | markov | 64 | 0.7" in section and section.count("| no |") == 2  # lif: non-finite; masked
+    assert "masked_psn: unsupported weights tied to T=64 (eval 64, 128, 256)" in section
+    assert "lif: ok but non-finite loss (training or evaluation) (eval 128, 256)" in section
+    assert "dsn:" not in section  # nothing to say about a neuron whose every evaluation is fine
+    bad = md.split("## Points not ok", 1)[1]
+    assert "| unsupported | weights tied to T=64 | masked_psn |" in bad
+    assert "| ok | non-finite loss (training or evaluation) | lif |" in bad

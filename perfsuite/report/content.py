@@ -393,7 +393,7 @@ def extrapolation_section(an: A.Analysis, figures: dict[str, list[Figure]]) -> S
     several = len(an.runs) > 1
     rows, notes = [], set()
     for _, r in _in_order(an, ex, ["run", "task", "neuron"]).iterrows():
-        if r["reason"]:
+        if isinstance(r["reason"], str):
             notes.add(f"{r['neuron']}: {r['reason']}")
         rows.append(([r["run"]] if several else []) + [
             r["neuron"], str(r["task"]), fmt_int(r["train_len"]), fmt_num(r["loss_train_len"]),
