@@ -77,17 +77,20 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     sc = _load(scenario)
     try:
         shard_t = runner.parse_shard(shard) if shard is not None else None
-        points = runner.select_shard(sc.points(device.value if device else None), shard_t)
+        points = sc.points(device.value if device else None)
     except ValueError as exc:
         fail(str(exc))
     if dry_run:
-        return _dry_run(sc, points, device.value if device else None)
+        return _dry_run(sc, runner.select_shard(points, shard_t), device.value if device else None)
     if resume and out_dir is None:
         fail("--resume needs --out: the folder of the run to finish")
     out_dir = out_dir or _default_out(sc.name)
     try:
-        result = runner.run_points(points, out_dir, resume=resume, progress=progress, console=err,
-                                   roofline=roofline)
+        from .scenario import resolve_device
+
+        result = runner.run_points(points, out_dir, resume=resume, shard=shard_t, progress=progress, console=err,
+                                   roofline=roofline, extrapolation=sc.extrapolation, scenario=sc.name,
+                                   device=resolve_device(device.value if device else sc.device))
     except ValueError as exc:
         fail(str(exc))
     except RuntimeError as exc:  # the worker could not even record the environment

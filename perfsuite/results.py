@@ -51,7 +51,8 @@ def point_key(fields: dict[str, Any]) -> str:
     ident = {k: fields.get(k) for k in KEY_FIELDS if fields.get(k) is not None}
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
     head = "/".join(str(fields.get(k)) for k in ("neuron", "backend", "mode", "precision", "seq_len", "batch",
-                                                  "features", "workload") if fields.get(k) is not None)
+                                                  "features", "workload", "task", "train_len", "eval_len")
+                    if fields.get(k) is not None)
     return f"{head}#{digest}"
 
 

@@ -385,12 +385,15 @@ class Runner:
             self._worker = None
 
     # --------------------------------------------------------------------------------- run
-    def run(self, points: Sequence) -> RunResult:
+    def run(self, points: Sequence, *, extrapolation: dict | None = None, scenario: str = "",
+            device: str | None = None) -> RunResult:
+        """Measure ``points``, then (when given) the scenario's ``extrapolation`` block (train short,
+        evaluate long; see `perfsuite.extrapolation`) on ``device`` (default: the points' device)."""
         points = list(points)
         devices = {p.device for p in points}
         if len(devices) > 1:
             raise ValueError(f"points for several devices {sorted(devices)}; expected one device per run")
-        device = devices.pop() if devices else "cpu"
+        device = devices.pop() if devices else (device or "cpu")
         _check_device(device)
         results = self.out_dir / RESULTS_FILE
         done: set[str] = set()
@@ -408,6 +411,8 @@ class Runner:
             try:
                 env = self._env(device)
                 self._loop(todo, env, results, result)
+                if extrapolation is not None:
+                    self._extrapolate(extrapolation, scenario, env, device, results, result, done)
             except KeyboardInterrupt:
                 result.interrupted = True
             finally:
@@ -438,6 +443,21 @@ class Runner:
                 append_row(results, row)
                 result.new_rows += 1
                 advance(f"{point.neuron}/{point.backend}/{point.mode} T={point.seq_len}: {row['status']}")
+
+    def _extrapolate(self, block: dict, scenario: str, env: dict, device: str, results: Path,
+                     result: RunResult, done: set[str]) -> None:
+        """Extrapolation rows, appended one by one. They run in this process (training holds the model
+        across evaluation lengths); a neuron that raises becomes error rows and the others go on."""
+        from .extrapolation import ExtrapolationConfig, run_extrapolation
+
+        def write(row: dict) -> None:
+            append_row(results, row)
+            result.new_rows += 1
+            if self.console is not None and self.progress:
+                self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}")
+
+        run_extrapolation(ExtrapolationConfig.from_block(block), self.out_dir, device=device,
+                          run_id=env["run_id"], scenario=scenario, write_row=write, done_keys=done)
 
     def _one(self, point, env: dict, ctx: dict) -> dict:
         run_id = env["run_id"]
@@ -485,10 +505,15 @@ def repair_torn_tail(path: Path) -> bool:
 
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
-               roofline: bool = True) -> RunResult:
-    """Run ``points`` (the shard of them) into ``out_dir``; see `Runner`."""
+               roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
+               device: str | None = None) -> RunResult:
+    """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
+    `Runner`. The extrapolation block runs in shard 1 only (it is not split)."""
+    if shard is not None and shard[0] != 1:
+        extrapolation = None
     return Runner(out_dir, resume=resume, progress=progress, console=console,
-                  roofline=roofline).run(select_shard(points, shard))
+                  roofline=roofline).run(select_shard(points, shard), extrapolation=extrapolation,
+                                         scenario=scenario, device=device)
 
 
 def _check_device(device: str) -> None:
@@ -554,20 +579,51 @@ def summary_cells(row: dict) -> list[str]:
     ]
 
 
+EXTRAPOLATION_COLUMNS = ["neuron", "task", "train_len", "eval_len", "status", "loss", "optimal loss", "excess",
+                         "accuracy", "policy"]
+
+
+def extrapolation_cells(row: dict) -> list[str]:
+    """One summary line of an extrapolation row (train short, evaluate long)."""
+    def num(k: str) -> str:
+        v = row.get(k)
+        return f"{v:.4f}" if isinstance(v, (int, float)) else ""
+
+    return [str(row.get("neuron")), str(row.get("task")), str(row.get("train_len")), str(row.get("eval_len")),
+            str(row.get("status")), num("loss"), num("optimal_loss"), num("excess_loss"), num("accuracy"),
+            str(row.get("policy") or "")]
+
+
+def _split(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+    rows = list(rows)
+    return ([r for r in rows if r.get("kind", "bench") != "extrapolation"],
+            [r for r in rows if r.get("kind") == "extrapolation"])
+
+
+def _md_table(columns: list[str], lines_cells: Iterable[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in lines_cells]
+    return out
+
+
 def summary_markdown(rows: Iterable[dict]) -> str:
     rows = list(rows)
+    bench, extra = _split(rows)
     counts = Counter(r["status"] for r in rows)
     lines = ["# Run summary", ""]
     lines.append("Status: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES if counts[s]) + f" (total {len(rows)})")
     lines.append("")
-    lines.append("peak MiB: `memory.peak_allocated_bytes` (method in each row: the CUDA allocator's peak, or on "
-                 "the CPU the growth of the worker's peak RSS during one call). rate: mean firing rate. agree: "
-                 "fraction of spikes equal to the float64 reference.")
-    lines.append("")
-    lines.append("| " + " | ".join(SUMMARY_COLUMNS) + " |")
-    lines.append("|" + "---|" * len(SUMMARY_COLUMNS))
-    for r in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in summary_cells(r)) + " |")
+    if bench:
+        lines.append("peak MiB: `memory.peak_allocated_bytes` (method in each row: the CUDA allocator's peak, or on "
+                     "the CPU the growth of the worker's peak RSS during one call). rate: mean firing rate. agree: "
+                     "fraction of spikes equal to the float64 reference.")
+        lines.append("")
+        lines += _md_table(SUMMARY_COLUMNS, (summary_cells(r) for r in bench))
+    if extra:
+        lines += ["", "## Extrapolation", "",
+                  "Mean loss (nats) on fresh sequences of each evaluation length; optimal loss: the Bayes predictor "
+                  "on the same sequences; excess = loss − optimal.", ""]
+        lines += _md_table(EXTRAPOLATION_COLUMNS, (extrapolation_cells(r) for r in extra))
     problems = [r for r in rows if r["status"] != "ok"]
     if problems:
         lines += ["", "## Not ok", ""]
@@ -582,20 +638,35 @@ def write_summary(out_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def summary_table(rows: Iterable[dict]):
-    """A rich Table of the rows (the end-of-run summary)."""
+_STATUS_COLORS = {"ok": "green", "skipped": "yellow", "unsupported": "yellow", "oom": "red", "error": "red",
+                  "timeout": "red"}
+
+
+def _rich_table(title: str, columns: list[str], rows: list[dict], cells_of, status_col: int):
     from rich.table import Table
 
-    colors = {"ok": "green", "skipped": "yellow", "unsupported": "yellow", "oom": "red", "error": "red",
-              "timeout": "red"}
-    table = Table(title="perfsuite run")
-    for c in SUMMARY_COLUMNS:
-        table.add_column(c, justify="right" if c in ("seq_len", "batch", "features") or "ms" in c else "left")
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right" if c in ("seq_len", "batch", "features", "train_len", "eval_len")
+                         or "ms" in c or "loss" in c or c in ("excess", "accuracy") else "left")
     for r in rows:
-        cells = summary_cells(r)
-        cells[7] = f"[{colors.get(r['status'], 'white')}]{cells[7]}[/]"
+        cells = cells_of(r)
+        cells[status_col] = f"[{_STATUS_COLORS.get(r['status'], 'white')}]{cells[status_col]}[/]"
         table.add_row(*cells)
     return table
+
+
+def summary_table(rows: Iterable[dict]):
+    """Rich tables of the rows (the end-of-run summary): timed points, then extrapolation rows."""
+    from rich.console import Group
+
+    bench, extra = _split(rows)
+    parts = []
+    if bench or not extra:
+        parts.append(_rich_table("perfsuite run", SUMMARY_COLUMNS, bench, summary_cells, 7))
+    if extra:
+        parts.append(_rich_table("extrapolation", EXTRAPOLATION_COLUMNS, extra, extrapolation_cells, 4))
+    return Group(*parts)
 
 
 # ---------------------------------------------------------------------------------------- merge

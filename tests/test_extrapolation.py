@@ -130,3 +130,24 @@ def test_unknown_task_and_parameters():
         make_task("hidden_regime", regims=3)
     with pytest.raises(ValueError, match="unknown key"):
         ExtrapolationConfig.from_block({"task": "markov_lm", "stepz": 3})
+
+
+def test_runner_runs_the_extrapolation_block_and_resumes(tmp_path):
+    """`perfsuite run` on a scenario with only an extrapolation block: rows, summary, no duplicates."""
+    from perfsuite.results import read_rows
+    from perfsuite.runner import run_points
+
+    block = dict(task="markov_lm", task_params={"vocab": 4}, train_len=16, eval_lens=[16, 32], steps=2,
+                 batch=4, eval_batch=4, hidden=8, layers=1, neurons=["lif", "psn"])
+    out = tmp_path / "run"
+    res = run_points([], out, progress=False, roofline=False, extrapolation=block, scenario="x", device="cpu")
+    rows = read_rows(out / "results.jsonl")
+    assert res.new_rows == 4 and len(rows) == 4
+    assert {r["kind"] for r in rows} == {"extrapolation"}
+    assert [r["status"] for r in rows] == ["ok", "ok", "unsupported", "unsupported"]
+    assert "lif/eager/fp32/markov_lm/16/32#" in rows[1]["key"]
+    summary = (out / "summary.md").read_text()
+    assert "## Extrapolation" in summary and "| lif | markov_lm | 16 | 32 | ok |" in summary
+    again = run_points([], out, resume=True, progress=False, roofline=False, extrapolation=block, scenario="x",
+                       device="cpu")
+    assert again.new_rows == 0 and len(read_rows(out / "results.jsonl")) == 4
