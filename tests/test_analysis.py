@@ -292,3 +292,11 @@ def test_extrapolation_claim_with_non_finite_loss_is_contradicted(tmp_path):
     rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
     assert rec["verdict"] == "contradicts" and "eval 128, 256" in rec["measured"]
     assert "paper 15×" in rec["difference"]  # evaluated only to 4× the training length
+
+
+def test_extrapolation_claim_over_a_shorter_range_is_inconclusive(tmp_path):
+    ex = {"neurons": ["dsn"], "train_len": 64, "eval_lens": [64, 128, 256]}
+    _, df = _analysed(tmp_path, neurons=("dsn",), extrapolation=ex)
+    claim = next(c for c in A.load_claims() if c.id == "dsn_extrapolation")
+    rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
+    assert rec["verdict"] == "inconclusive" and "evaluated only to 4× the training length" in rec["difference"]
