@@ -377,7 +377,9 @@ def activity_summary(df: pd.DataFrame) -> pd.DataFrame:
         modelled = pd.to_numeric(g["modelled_energy.joules_per_call"], errors="coerce") / steps * 1e9
         measured = pd.to_numeric(g["energy.joules_per_gneuron_step"], errors="coerce")
         layers = [v for v in g["activity.per_layer"] if isinstance(v, list) and len(v) > 1]
-        per_layer = [float(np.median([lay[i] for lay in layers])) for i in range(len(layers[0]))] if layers else None
+        depth = min((len(v) for v in layers), default=0)  # rows of one neuron share a depth; guard anyway
+        per_layer = [float(np.nanmedian([np.nan if lay[i] is None else lay[i] for lay in layers]))
+                     for i in range(depth)] or None
         rec = {**dict(zip(keys, gk)), "firing_rate": rate.median(), "silent_fraction": silent.median(),
                "per_layer": per_layer, "modelled_j_per_gstep": modelled.median(),
                "measured_j_per_gstep": measured.median(), "n_points": len(g)}

@@ -1,6 +1,7 @@
 """perfsuite.analysis on synthetic runs whose answers are known by construction (tests/synthetic_runs.py)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -300,3 +301,14 @@ def test_extrapolation_claim_over_a_shorter_range_is_inconclusive(tmp_path):
     claim = next(c for c in A.load_claims() if c.id == "dsn_extrapolation")
     rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
     assert rec["verdict"] == "inconclusive" and "evaluated only to 4× the training length" in rec["difference"]
+
+
+def test_per_layer_firing_rates_of_a_network(tmp_path):
+    run = make_run(tmp_path / "net", neurons=("lif",), workload="network", **SMALL)
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["activity"]["per_layer"] = [0.1, 0.2, 0.3]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    act = A.activity_summary(A.frame(A.load_runs([run])))
+    assert act.iloc[0]["per_layer"] == pytest.approx([0.1, 0.2, 0.3])
+    assert act.iloc[0]["workload"] == "network"

@@ -369,7 +369,7 @@ def activity_section(an: A.Analysis) -> Section:
                                 ("measured_j_per_gstep", "measured_reason", "measured energy")):
             if not _finite(r[col]) and r[rcol]:
                 notes.add(f"{DASH} ({what}): {r[rcol]}")
-        layers = ", ".join(fmt_num(v) for v in r["per_layer"]) if r["per_layer"] else DASH
+        layers = ", ".join(fmt_num(v) for v in r["per_layer"]) if isinstance(r["per_layer"], list) else DASH
         rows.append(([r["run"]] if several else []) + [
             r["neuron"], f"{r['precision']} · {r['workload']}", fmt_num(r["firing_rate"]),
             fmt_num(r["silent_fraction"]), layers, fmt_num(r["modelled_j_per_gstep"]),
