@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -52,7 +52,7 @@ def _load(path: Path):
         return load_scenario(path)
     except ScenarioError as exc:
         typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _default_out(name: str) -> Path:
@@ -95,7 +95,7 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         fail(str(exc))
     except RuntimeError as exc:  # the worker could not even record the environment
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     out.print(runner.summary_table(result.rows))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     typer.echo(f"{len(result.rows)} rows ({counts}): {result.new_rows} new, {result.resumed} already done. "
@@ -110,7 +110,7 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         except Exception as exc:  # the rows are safe; a report can be rebuilt with `perfsuite report`
             typer.echo(f"report failed ({type(exc).__name__}: {exc}); rebuild it with: perfsuite report {out_dir}",
                        err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
 
 def _dry_run(sc, points, device: str | None) -> None:
@@ -232,7 +232,7 @@ def env(device: Device = typer.Option(Device.auto, help="auto|cpu|cuda"),
 # --------------------------------------------------------------------------------------- merge
 @app.command()
 def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged run"),
-          parts: List[Path] = typer.Argument(..., help="run folders (shards) to join")) -> None:
+          parts: list[Path] = typer.Argument(..., help="run folders (shards) to join")) -> None:
     """Join shard run folders into one (rows deduplicated by key)."""
     from .runner import merge_runs
 
@@ -245,7 +245,7 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
 
 # -------------------------------------------------------------------------------------- report
 @app.command()
-def report(run_dirs: List[Path] = typer.Argument(..., help="run folders"),
+def report(run_dirs: list[Path] = typer.Argument(..., help="run folders"),
            out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default: the first run)")) -> None:
     """Build report.md, report.html and plots from run folders."""
     missing = [str(d) for d in run_dirs if not (d / "results.jsonl").exists() and not d.is_file()]

@@ -45,7 +45,7 @@ class ExtrapolationConfig:
     neurons: list = field(default_factory=lambda: [{"name": n} for n in neurons.names()])
 
     @classmethod
-    def from_block(cls, block: dict) -> "ExtrapolationConfig":
+    def from_block(cls, block: dict) -> ExtrapolationConfig:
         """From a scenario's validated ``extrapolation:`` block (unknown keys raise ValueError)."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(block) - known)

@@ -42,7 +42,7 @@ def assert_grads_match(name, x, seq_len=None, backend="eager", rtol=1e-6, atol=1
     for (n, _), a, b in zip([("x", None)] + list(mod.named_parameters()), grads[0], grads[1]):
         assert (a is None) == (b is None), f"{name}: gradient of {n} present in only one backend"
         if a is not None:
-            torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"{name}/{backend} grad {n}: {m}")
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m, n=n: f"{name}/{backend} grad {n}: {m}")
 
 
 def assert_serial_matches(name, x, seq_len=None, **params):

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from synthetic_runs import default_env, make_run
 
 from perfsuite import compare as cmp
 from perfsuite.results import ENV_FILE, RESULTS_FILE, append_row, point_key
-from synthetic_runs import default_env, make_run
 
 POINTS = [dict(kind="bench", neuron=n, neuron_params={}, backend="eager", seq_len=T, batch=4, features=8,
                precision="fp32", mode="forward", workload="layer", device="cuda")

@@ -6,10 +6,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from perfsuite import neurons  # noqa: E402
-from perfsuite.kernels.dsn import dsn_membrane  # noqa: E402
-from perfsuite.neurons.dsn import dsn_membrane_reference  # noqa: E402
-from neuron_checks import assert_grads_match, assert_spikes_match, build_pair  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
+
+from perfsuite import neurons
+from perfsuite.kernels.dsn import dsn_membrane
+from perfsuite.neurons.dsn import dsn_membrane_reference
 
 X_EX = torch.tensor([3.0, 1, 4, 0, 2, 5])[:, None]
 ORACLE = {  # spec §5.5, tau: (H, S)
@@ -72,7 +73,7 @@ def test_several_programs_and_tiles(T, M, C, k, block_n, bt):
     (h * go).sum().backward()
     (r * go).sum().backward()
     for name, p, q in zip(("x", "weight", "bias"), ins, ref):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-11, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2), (torch.float16, 1e-2)])

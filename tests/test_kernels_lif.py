@@ -9,9 +9,10 @@ import torch
 
 pytest.importorskip("triton")
 
-from perfsuite import neurons  # noqa: E402
-from perfsuite.kernels.lif import lif  # noqa: E402
-from neuron_checks import assert_grads_match, assert_spikes_match, build_pair  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
+
+from perfsuite import neurons
+from perfsuite.kernels.lif import lif
 
 X = torch.tensor([2.5, 0.5, 1.75, 1.25])[:, None]
 ORACLE = [  # spec §1.4, tau=2, v_th=1

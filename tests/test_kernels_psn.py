@@ -5,9 +5,10 @@ import torch
 
 pytest.importorskip("triton")
 
-from perfsuite import neurons  # noqa: E402
-from perfsuite.kernels import psn as kpsn  # noqa: E402
-from neuron_checks import assert_grads_match, assert_spikes_match, build_pair  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
+
+from perfsuite import neurons
+from perfsuite.kernels import psn as kpsn
 
 SHAPES = [(1, 3), (3, 5), (11, 2, 17)]
 

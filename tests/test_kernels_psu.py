@@ -6,10 +6,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from perfsuite import neurons  # noqa: E402
-from perfsuite.kernels.psu import geometric_a, geometric_k  # noqa: E402
-from perfsuite.neurons.psu import psu_matrices  # noqa: E402
-from neuron_checks import assert_grads_match, assert_spikes_match, build_pair  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
+
+from perfsuite import neurons
+from perfsuite.kernels.psu import geometric_a, geometric_k
+from perfsuite.neurons.psu import psu_matrices
 
 X = torch.tensor([2.5, 0.5, 1.75, 1.25])
 W_FULL = torch.tensor([[.6, .9, .9, .9], [.3, .6, .9, .9], [.1, .3, .6, .9], [0, .1, .3, .6]])

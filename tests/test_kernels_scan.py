@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("triton")
 
-from perfsuite.kernels.scan import gated_scan  # noqa: E402
-from perfsuite.neurons.scan import linear_scan_reference  # noqa: E402
+from perfsuite.kernels.scan import gated_scan
+from perfsuite.neurons.scan import linear_scan_reference
 
 
 def _inputs(shape, dtype=torch.float64, seed=0):
@@ -29,7 +29,7 @@ def _check(shape, h0=False, block_n=None, bt=None, rtol=1e-10, atol=1e-12):
     (h * g).sum().backward()
     (r * g).sum().backward()
     for name, x, y in zip(("a", "b", "h0"), ins, ref_ins):
-        torch.testing.assert_close(x.grad, y.grad, rtol=rtol, atol=atol, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(x.grad, y.grad, rtol=rtol, atol=atol, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @pytest.mark.parametrize("shape,block_n,bt", [

@@ -6,10 +6,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from perfsuite import neurons  # noqa: E402
-from perfsuite.kernels.spsn import spsn_membrane  # noqa: E402
-from perfsuite.neurons.spsn import spsn_potential_serial  # noqa: E402
-from neuron_checks import assert_grads_match, assert_spikes_match, build_pair  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
+
+from perfsuite import neurons
+from perfsuite.kernels.spsn import spsn_membrane
+from perfsuite.neurons.spsn import spsn_potential_serial
 
 VARIANTS = [
     dict(seed=3),

@@ -3,10 +3,10 @@ import math
 
 import pytest
 import torch
+from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 from perfsuite import neurons
 from perfsuite.neurons.dsn import decay_logits, integer_to_binary, log_decay
-from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 BACKENDS = ["reference", "eager", "compiled"]
 

@@ -1,9 +1,9 @@
 """LIF and PLIF against the spec's worked examples (§1.4) and the float64 reference."""
 import pytest
 import torch
+from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 from perfsuite import neurons
-from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 X = torch.tensor([2.5, 0.5, 1.75, 1.25])
 ORACLE = [  # (params, H, S) from spec §1.4, tau=2, v_th=1

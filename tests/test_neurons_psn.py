@@ -3,14 +3,23 @@ import math
 
 import pytest
 import torch
+from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 from perfsuite import neurons
 from perfsuite.neurons.psn import (
-    MaskedPSNState, masked_psn_band, masked_psn_lambda, masked_psn_mask_reference, masked_psn_step,
-    masked_psn_weight, psn_potential, psn_potential_reference, sliding_psn_exp_weight, sliding_psn_potential,
-    sliding_psn_potential_reference, sliding_psn_step,
+    MaskedPSNState,
+    masked_psn_band,
+    masked_psn_lambda,
+    masked_psn_mask_reference,
+    masked_psn_step,
+    masked_psn_weight,
+    psn_potential,
+    psn_potential_reference,
+    sliding_psn_exp_weight,
+    sliding_psn_potential,
+    sliding_psn_potential_reference,
+    sliding_psn_step,
 )
-from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 BACKENDS = ["reference", "eager", "compiled"]
 

@@ -1,6 +1,7 @@
 """PSU, IPSU, RPSU against the spec's worked examples (§4), the float64 reference and the serial steps."""
 import pytest
 import torch
+from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 from perfsuite import neurons
 from perfsuite.neurons.psu import (
@@ -11,7 +12,6 @@ from perfsuite.neurons.psu import (
     psu_step,
     rpsu_potential,
 )
-from neuron_checks import assert_grads_match, assert_serial_matches, assert_spikes_match
 
 BACKENDS = ["reference", "eager", "compiled"]
 X = torch.tensor([2.5, 0.5, 1.75, 1.25])
@@ -189,7 +189,7 @@ def test_psu_steps_beyond_seq_len():
 def test_history_step_limited_to_seq_len(name):
     m = build(name, seq_len=3)
     state = m.init_state((2,))
-    for t in range(3):
+    for _t in range(3):
         _, state = m.step(torch.ones(2), state)
     with pytest.raises(ValueError, match="limited to seq_len=3"):
         m.step(torch.ones(2), state)

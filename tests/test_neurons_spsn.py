@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from neuron_checks import assert_grads_match, assert_spikes_match
 
 from perfsuite import neurons
 from perfsuite.neurons.spsn import (
@@ -13,7 +14,6 @@ from perfsuite.neurons.spsn import (
     spsn_potential_serial,
     spsn_step,
 )
-from neuron_checks import assert_grads_match, assert_spikes_match
 
 BACKENDS = ["reference", "eager", "compiled"]
 SAMPLINGS = ["bernoulli", "gumbel"]

@@ -5,8 +5,9 @@ import torch
 
 pytest.importorskip("spikingjelly", reason="spikingjelly not installed (pip install 'perfsuite[peers]')")
 
-from perfsuite import neurons  # noqa: E402
-from neuron_checks import assert_grads_match, assert_spikes_match  # noqa: E402
+from neuron_checks import assert_grads_match, assert_spikes_match
+
+from perfsuite import neurons
 
 CASES = [
     ("lif", None, dict(surrogate="atan")),

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from perfsuite.results import STATUSES, read_rows
-from perfsuite.runner import (merge_runs, parse_shard, repair_torn_tail, run_points, select_shard,
-                              summary_markdown)
+from perfsuite.runner import merge_runs, parse_shard, repair_torn_tail, run_points, select_shard, summary_markdown
 from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -57,7 +57,7 @@ def test_gradients_match_autograd_of_loop(T, chunk):
         (fn(*xs) * g).sum().backward()
         grads.append([x.grad for x in xs])
     for name, a, r in zip(("log_a", "b", "h0"), *grads):
-        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 def test_gradcheck_small():

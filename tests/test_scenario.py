@@ -17,12 +17,10 @@ from perfsuite import neurons
 from perfsuite.results import point_key
 from perfsuite.scenario import (
     Limits,
-    Point,
     ScenarioError,
     Timing,
     build_point,
     load_scenario,
-    scenario_from_dict,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,10 +28,17 @@ import torch
 import triton
 import triton.language as tl
 
-from ..neurons.lif import LIFParams
 from ..neurons.base import compute_dtype
+from ..neurons.lif import LIFParams
 from .common import (
-    as_2d, check_device, launch_config, scalars, surrogate_args, surrogate_grad, tile_row, tile_set,
+    as_2d,
+    check_device,
+    launch_config,
+    scalars,
+    surrogate_args,
+    surrogate_grad,
+    tile_row,
+    tile_set,
     tl_compute_dtype,
 )
 

@@ -6,6 +6,7 @@ matmul throughput per precision, each the median of short budgeted repetitions.
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -129,7 +130,7 @@ def roofline(device: str) -> dict:
     n_elem = _COPY_BYTES[device] // 4
     src = torch.ones(n_elem, device=device)
     dst = torch.empty_like(src)
-    t = bench(lambda: dst.copy_(src), device, **_BUDGET)
+    t = bench(functools.partial(dst.copy_, src), device, **_BUDGET)
     out = {"copy_gbps": 2 * src.numel() * 4 / (t["median_ms"] * 1e-3) / 1e9, "copy_bytes": 2 * n_elem * 4}
     del src, dst
     n = _MATMUL_N[device]
@@ -139,7 +140,7 @@ def roofline(device: str) -> dict:
         try:
             a = torch.randn(n, n, device=device).to(dtype)
             b = torch.randn(n, n, device=device).to(dtype)
-            t = bench(lambda: a @ b, device, **_BUDGET)
+            t = bench(functools.partial(torch.matmul, a, b), device, **_BUDGET)
             out["matmul_tflops"][name] = 2 * n ** 3 / (t["median_ms"] * 1e-3) / 1e12
         except RuntimeError as exc:  # e.g. a precision without matmul kernels on this device
             out["matmul_tflops"][name] = None

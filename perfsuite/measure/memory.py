@@ -33,7 +33,7 @@ class PeakMemory:
         self._error: str | None = None
         self._block: dict | None = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()

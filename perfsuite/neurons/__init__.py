@@ -7,6 +7,8 @@
 
 See ``shared/spec/neurons.md`` (the project's neuron specification) for the math of each neuron.
 """
+import importlib
+
 from .base import CORE_BACKENDS, Neuron
 from .registry import (
     backend_impl,
@@ -22,11 +24,9 @@ from .registry import (
 from .spec import Cost, NeuronSpec, dtype_bytes
 from .surrogate import Surrogate, heaviside, make_surrogate, multi_level
 
-# built-in families register themselves on import (order = order of names())
-from . import lif  # noqa: E402,F401  (lif, plif)
-from . import psn  # noqa: E402,F401  (psn, masked_psn, sliding_psn)
-from . import spsn, psu  # noqa: E402,F401  (spsn; psu, ipsu, rpsu)
-from . import dsn  # noqa: E402,F401  (dsn)
+# built-in families register themselves on import; names() lists them in this order
+for _family in ("lif", "psn", "spsn", "psu", "dsn"):
+    importlib.import_module(f"{__name__}.{_family}")
 
 __all__ = [
     "CORE_BACKENDS", "Cost", "Neuron", "NeuronSpec", "Surrogate", "backend_impl", "backend_names",

@@ -144,7 +144,7 @@ def sliding_psn_potential(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch
     """H_t = Σ_{i<k} W_i X_{t−k+1+i} + b as a causal conv1d over time: O(k·T·N), no T×T matrix.
 
     x_seq [T, *batch], weight [k], bias [] (same dtype) -> H [T, *batch]."""
-    T, k = x_seq.shape[0], weight.shape[0]
+    k = weight.shape[0]
     x = _flat(x_seq).t().unsqueeze(1)                  # [N, 1, T]: conv1d wants time last
     x = F.pad(x, (k - 1, 0))                           # X_j = 0 for j < 0
     h = F.conv1d(x, weight.view(1, 1, k), bias.view(1))  # cross-correlation: W_{k−1} meets X_t
