@@ -6,6 +6,7 @@ clear message to stderr and exits with code 2, never a traceback. One small func
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime
 from enum import Enum
@@ -90,7 +91,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
 
         result = runner.run_points(points, out_dir, resume=resume, shard=shard_t, progress=progress, console=err,
                                    roofline=roofline, extrapolation=sc.extrapolation, scenario=sc.name,
-                                   device=resolve_device(device.value if device else sc.device))
+                                   device=resolve_device(device.value if device else sc.device),
+                                   command=_reproduce_command(scenario, out_dir, device, shard))
     except ValueError as exc:
         fail(str(exc))
     except RuntimeError as exc:  # the worker could not even record the environment
@@ -111,6 +113,16 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
             typer.echo(f"report failed ({type(exc).__name__}: {exc}); rebuild it with: perfsuite report {out_dir}",
                        err=True)
             raise typer.Exit(1) from None
+
+
+def _reproduce_command(scenario: Path, out_dir: Path, device, shard: str | None) -> str:
+    """The command that measures this run again (recorded in env.json, shown by the report)."""
+    args = ["perfsuite", "run", str(scenario), "--out", str(out_dir)]
+    if device is not None:
+        args += ["--device", device.value]
+    if shard is not None:
+        args += ["--shard", shard]
+    return shlex.join(args)
 
 
 def _dry_run(sc, points, device: str | None) -> None:

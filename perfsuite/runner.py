@@ -365,8 +365,9 @@ class Runner:
     """Runs points into a run folder. ``progress`` draws a rich progress bar on ``console``."""
 
     def __init__(self, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True,
-                 console=None, roofline: bool = True) -> None:
+                 console=None, roofline: bool = True, command: str | None = None) -> None:
         self.out_dir = Path(out_dir)
+        self.command = command
         self.roofline = roofline
         self.resume = resume
         self.progress = progress
@@ -432,6 +433,8 @@ class Runner:
             self._drop_worker()
             raise RuntimeError(f"the worker process failed while recording the environment: {exc}") from None
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        if self.command:
+            env["command"] = self.command
         path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
         return env
 
@@ -506,13 +509,13 @@ def repair_torn_tail(path: Path) -> bool:
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
                roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
-               device: str | None = None) -> RunResult:
+               device: str | None = None, command: str | None = None) -> RunResult:
     """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
     `Runner`. The extrapolation block runs in shard 1 only (it is not split)."""
     if shard is not None and shard[0] != 1:
         extrapolation = None
-    return Runner(out_dir, resume=resume, progress=progress, console=console,
-                  roofline=roofline).run(select_shard(points, shard), extrapolation=extrapolation,
+    return Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
+                  command=command).run(select_shard(points, shard), extrapolation=extrapolation,
                                          scenario=scenario, device=device)
 
 

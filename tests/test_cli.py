@@ -93,3 +93,17 @@ def test_merge_and_report_name_missing_folders(tmp_path):
     assert r.exit_code == 2 and "no results.jsonl" in r.output
     r = invoke("report", tmp_path / "nope")
     assert r.exit_code == 2 and "no results.jsonl" in r.output
+
+
+def test_run_end_to_end_records_the_command_and_builds_the_report(tmp_path):
+    sc = write(tmp_path, {**GOOD, "neurons": ["lif"], "modes": ["forward"],
+                          "timing": {"warmup_ms": 1, "rep_ms": 2, "min_reps": 3, "max_reps": 5}})
+    out = tmp_path / "run"
+    r = invoke("run", sc, "--out", out, "--no-progress", "--no-roofline")
+    assert r.exit_code == 0, r.output
+    env = json.loads((out / "env.json").read_text())
+    assert env["command"] == f"perfsuite run {sc} --out {out}"
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["ok"]
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    assert env["command"] in (out / "report.md").read_text()
