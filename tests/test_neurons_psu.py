@@ -248,3 +248,22 @@ def test_seq_len_required_and_checked(name):
         neurons.build(name, seq_len=0)
     with pytest.raises(ValueError, match="seq_len=4"):
         neurons.build(name, seq_len=4)(torch.randn(5, 2))
+
+
+@pytest.mark.parametrize("name", ["psu", "ipsu", "rpsu"])
+@pytest.mark.parametrize("backend", ["eager", "triton"])
+def test_surrogate_is_selectable(name, backend):
+    """surrogate="sigmoid" changes the backward only; gradients still match the float64 reference."""
+    x = torch.randn(5, 3, dtype=torch.float64)
+    assert_grads_match(name, x, seq_len=5, backend=backend, surrogate="sigmoid", surrogate_alpha=3.0)
+    m_atan = build(name, seq_len=5)
+    m_sig = build(name, seq_len=5, surrogate="sigmoid")
+    m_sig.load_state_dict(m_atan.state_dict())
+    grads = []
+    for m in (m_atan, m_sig):
+        xx = x.float().clone().requires_grad_(True)
+        m(xx).sum().backward()
+        grads.append(xx.grad)
+    assert not torch.allclose(grads[0], grads[1])
+    with pytest.raises(ValueError, match="surrogate='relu'"):
+        build(name, seq_len=5, surrogate="relu")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 
-from ..neurons.psu import SURROGATE
 from .common import FireFunction, as_2d, check_device
 from .psn import band_mix
 from .scan import gated_scan
@@ -39,7 +38,7 @@ def geometric_k(y2: torch.Tensor, d: float) -> torch.Tensor:
 
 
 def _fire(module, h: torch.Tensor, x_seq: torch.Tensor) -> torch.Tensor:
-    return FireFunction.apply(h, module.v_threshold, SURROGATE, True, x_seq.dtype).view(x_seq.shape)
+    return FireFunction.apply(h, module.v_threshold, module.surrogate, True, x_seq.dtype).view(x_seq.shape)
 
 
 def _learned(module, x_seq: torch.Tensor) -> torch.Tensor:

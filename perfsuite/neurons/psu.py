@@ -37,7 +37,7 @@ from torch import nn
 from .base import Neuron, check_choice, check_int, check_number, check_param, compute_dtype
 from .registry import register
 from .spec import Cost, NeuronSpec
-from .surrogate import heaviside, make_surrogate
+from .surrogate import SURROGATES, Surrogate, heaviside, make_surrogate
 
 #: BrainCog AtanGrad(alpha=2), with α fixed here (BrainCog learns it)
 SURROGATE = make_surrogate("atan", 2.0)
@@ -62,9 +62,9 @@ def psu_matrices(seq_len: int, tau: float, d: float, *, dtype: torch.dtype = tor
     return (powers / tau).to(dtype), torch.tril(powers, diagonal=-1).to(dtype)
 
 
-def fire(h: torch.Tensor, v_threshold: float) -> torch.Tensor:
-    """S = Θ_strict(H - V_th) with the ATan(α=2) surrogate."""
-    return heaviside(h - v_threshold, SURROGATE, strict=True)
+def fire(h: torch.Tensor, v_threshold: float, surrogate: Surrogate = SURROGATE) -> torch.Tensor:
+    """S = Θ_strict(H - V_th) with ``surrogate`` (BrainCog: ATan α=2)."""
+    return heaviside(h - v_threshold, surrogate, strict=True)
 
 
 def psu_potential(x: torch.Tensor, a: torch.Tensor, k: torch.Tensor, v_threshold: float) -> torch.Tensor:
@@ -160,8 +160,10 @@ _RPSU_COST = _cost(3, 4, 7, 12, matrices=3, saved=2, learnable=True)
 class _PSUBase(Neuron):
     """Shared module code: hyper-parameters, the fixed matrices, the eager/reference/serial plumbing."""
 
-    def _init_common(self, seq_len, tau, v_threshold, braincog_compat):
+    def _init_common(self, seq_len, tau, v_threshold, braincog_compat, surrogate, surrogate_alpha):
         name = self.spec.name
+        check_choice(name, "surrogate", surrogate, SURROGATES)
+        self.surrogate = make_surrogate(surrogate, surrogate_alpha)
         self.seq_len = check_int(name, "seq_len", seq_len)
         check_choice(name, "braincog_compat", braincog_compat, (True, False))
         if braincog_compat:
@@ -198,7 +200,7 @@ class _PSUBase(Neuron):
     def forward_eager(self, x_seq):
         cd = compute_dtype(x_seq)
         x = x_seq.to(cd).reshape(x_seq.shape[0], -1)
-        return fire(self.potential(x), self.v_threshold).reshape(x_seq.shape).to(x_seq.dtype)
+        return fire(self.potential(x), self.v_threshold, self.surrogate).reshape(x_seq.shape).to(x_seq.dtype)
 
     def forward_compiled(self, x_seq):
         # fill the matrix cache outside the graph: filling it inside would change the guarded
@@ -235,9 +237,10 @@ class PSU(_PSUBase):
         summary="parallel spiking unit: U = A·I, H = U - B·σ(U), two fixed T×T GEMMs",
     )
 
-    def __init__(self, *, backend="eager", seq_len=None, tau=2.0, v_threshold=0.5, braincog_compat=False):
+    def __init__(self, *, backend="eager", seq_len=None, tau=2.0, v_threshold=0.5, braincog_compat=False,
+                 surrogate="atan", surrogate_alpha=None):
         super().__init__(backend=backend, seq_len=seq_len)
-        self._init_common(seq_len, tau, v_threshold, braincog_compat)
+        self._init_common(seq_len, tau, v_threshold, braincog_compat, surrogate, surrogate_alpha)
 
     def potential(self, x):
         a, k = self.matrices(x.dtype, x.device)
@@ -250,7 +253,7 @@ class PSU(_PSUBase):
     def step(self, x_t, state):
         """O(1) state, no limit on the number of steps."""
         h, u, q = psu_step(x_t.to(state.u.dtype), state.u, state.q, self.tau, self.decay, self.v_threshold)
-        return fire(h, self.v_threshold).to(x_t.dtype), PSUState(u, q)
+        return fire(h, self.v_threshold, self.surrogate).to(x_t.dtype), PSUState(u, q)
 
 
 class _HistoryPSU(_PSUBase):
@@ -273,7 +276,7 @@ class _HistoryPSU(_PSUBase):
         # z_t = Σ_{j≤t} W[t][j]·X_j + b_t: only the causal part of row t is ever read
         z = _weighted_sum(self.weight[t, :t + 1].to(dtype), xs) + self.bias[t].to(dtype)
         h, gate = self.row(t, xs, z, gates)
-        s = fire(h, self.v_threshold).to(x_t.dtype)
+        s = fire(h, self.v_threshold, self.surrogate).to(x_t.dtype)
         return s, HistoryState(t + 1, dtype, inputs, state.gates + [gate])
 
     def row(self, t, xs, z, gates):  # pragma: no cover - abstract
@@ -294,9 +297,10 @@ class IPSU(_HistoryPSU):
     )
 
     def __init__(self, *, backend="eager", seq_len=None, tau=2.0, v_threshold=0.5, variant="linear",
+                 surrogate="atan", surrogate_alpha=None,
                  braincog_compat=False):
         super().__init__(backend=backend, seq_len=seq_len)
-        self._init_common(seq_len, tau, v_threshold, braincog_compat)
+        self._init_common(seq_len, tau, v_threshold, braincog_compat, surrogate, surrogate_alpha)
         check_choice("ipsu", "variant", variant, IPSU_VARIANTS)
         self.variant = variant
         self._init_weights(self.seq_len)
@@ -326,9 +330,10 @@ class RPSU(_HistoryPSU):
         summary="reset-aware PSU: fixed integration, learnable causal T×T spike estimate",
     )
 
-    def __init__(self, *, backend="eager", seq_len=None, tau=2.0, v_threshold=0.5, braincog_compat=False):
+    def __init__(self, *, backend="eager", seq_len=None, tau=2.0, v_threshold=0.5, braincog_compat=False,
+                 surrogate="atan", surrogate_alpha=None):
         super().__init__(backend=backend, seq_len=seq_len)
-        self._init_common(seq_len, tau, v_threshold, braincog_compat)
+        self._init_common(seq_len, tau, v_threshold, braincog_compat, surrogate, surrogate_alpha)
         self._init_weights(self.seq_len)
 
     def potential(self, x):
