@@ -71,7 +71,10 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         report: bool = typer.Option(True, "--report/--no-report", help="build the report at the end"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="draw a progress bar"),
         roofline: bool = typer.Option(True, "--roofline/--no-roofline",
-                                      help="measure copy bandwidth and matmul FLOP/s at run start")) -> None:
+                                      help="measure copy bandwidth and matmul FLOP/s at run start"),
+        profile: bool = typer.Option(False, "--profile", help="after timing each point, record a torch.profiler "
+                                     "trace into <out>/traces/ and put its kernel summary and backend identity "
+                                     "in the row")) -> None:
     """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
     from . import runner
 
@@ -92,7 +95,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         result = runner.run_points(points, out_dir, resume=resume, shard=shard_t, progress=progress, console=err,
                                    roofline=roofline, extrapolation=sc.extrapolation, scenario=sc.name,
                                    device=resolve_device(device.value if device else sc.device),
-                                   command=_reproduce_command(scenario, out_dir, device, shard))
+                                   command=_reproduce_command(scenario, out_dir, device, shard, profile),
+                                   profile=profile)
     except ValueError as exc:
         fail(str(exc))
     except RuntimeError as exc:  # the worker could not even record the environment
@@ -115,13 +119,15 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
             raise typer.Exit(1) from None
 
 
-def _reproduce_command(scenario: Path, out_dir: Path, device, shard: str | None) -> str:
+def _reproduce_command(scenario: Path, out_dir: Path, device, shard: str | None, profile: bool = False) -> str:
     """The command that measures this run again (recorded in env.json, shown by the report)."""
     args = ["perfsuite", "run", str(scenario), "--out", str(out_dir)]
     if device is not None:
         args += ["--device", device.value]
     if shard is not None:
         args += ["--shard", shard]
+    if profile:
+        args.append("--profile")
     return shlex.join(args)
 
 

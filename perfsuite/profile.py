@@ -11,6 +11,11 @@ folder it is given; torch-tb-profiler lists each sub-folder of the logdir as a r
 both viewers. torch-tb-profiler is deprecated upstream (``shared/research/harness_anchors.md`` §6,
 §11), so the Chrome/Perfetto view is the primary one.
 
+Two commands write these: ``perfsuite profile`` (`profile_points`: every point, in this process, into
+``profiles.jsonl``) and ``perfsuite run --profile`` (the runner's worker calls `profile_after_timing`
+after a point is timed, and the row gets the block as ``row["profile"]``). Both go through
+`profile_workload`, so a point is built and traced the same way by either.
+
 The kernel summary and the identity check are computed from the trace file, not from live profiler
 objects, so a report can recompute them from disk on a machine without a GPU.
 
@@ -246,18 +251,44 @@ def backend_identity(backend: str, events: list[dict[str, Any]], *, kernel_names
     return "unverified", f"no identity rule for backend {backend!r}"
 
 
-# ------------------------------------------------------------------------------------ many points
+# ---------------------------------------------------------------------------------- scenario points
 PROFILES_FILE = "profiles.jsonl"
+#: what ``perfsuite run --profile`` records per point: profiled calls, unprofiled warm-up calls, kernels kept
+DEFAULT_STEPS, DEFAULT_WARMUP, DEFAULT_TOP = 3, 1, 10
 
 
-def profile_points(points, run_dir: str | os.PathLike, *, steps: int = 3, warmup: int = 1, top: int = 10,
-                   on_point: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def profile_workload(point, run_dir: str | os.PathLike, *, steps: int = DEFAULT_STEPS, warmup: int = DEFAULT_WARMUP,
+                     top: int = DEFAULT_TOP) -> dict[str, Any]:
+    """The ``profile`` block of one scenario point: its workload built exactly as the runner builds it
+    (`perfsuite.workloads.Workload`), traced by `profile_point`. The one profiling path shared by
+    ``perfsuite profile`` (`profile_points`) and ``perfsuite run --profile`` (`profile_after_timing`)."""
+    from .workloads import Workload
+
+    fn = Workload(point, point.device).call()
+    return profile_point(fn, run_dir, point.key, backend=point.backend, device=point.device, steps=steps,
+                         warmup=warmup, top=top)
+
+
+def profile_after_timing(point, run_dir: str | os.PathLike, **options: Any) -> dict[str, Any]:
+    """``{"profile": block}`` for a point the runner has just timed, or ``{"profile": None,
+    "profile_reason": why}`` when profiling raised: a failed trace never costs the point its timing row.
+    ``options`` go to `profile_workload` (steps, warmup, top)."""
+    from .runner import classify_exception
+
+    try:
+        return {"profile": profile_workload(point, run_dir, **options)}
+    except Exception as exc:  # the timing is already measured; the row keeps it and says why no trace
+        status, reason = classify_exception(exc)
+        return {"profile": None, "profile_reason": f"profiling failed ({status}): {reason}"}
+
+
+def profile_points(points, run_dir: str | os.PathLike, *, steps: int = DEFAULT_STEPS, warmup: int = DEFAULT_WARMUP,
+                   top: int = DEFAULT_TOP, on_point: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Profile each scenario point in this process (the same workload the runner times) and append one
     line per point to ``run_dir/profiles.jsonl``: the point's fields, ``status``/``reason`` as in a row
     (`perfsuite.runner.classify_exception`), and the ``profile`` block of `profile_point`."""
     from .results import append_row
     from .runner import classify_exception
-    from .workloads import Workload
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -268,9 +299,7 @@ def profile_points(points, run_dir: str | os.PathLike, *, steps: int = 3, warmup
             row.update(status="unsupported", reason=p.unsupported)
         else:
             try:
-                fn = Workload(p, p.device).call()
-                row["profile"] = profile_point(fn, run_dir, p.key, backend=p.backend, device=p.device, steps=steps,
-                                               warmup=warmup, top=top)
+                row["profile"] = profile_workload(p, run_dir, steps=steps, warmup=warmup, top=top)
             except Exception as exc:  # one failing point must not stop the others; its row says why
                 row["status"], row["reason"] = classify_exception(exc)
         append_row(run_dir / PROFILES_FILE, row)

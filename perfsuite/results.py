@@ -25,6 +25,12 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
 * ``agreement``: ``{"equal_fraction", "first_divergent_step", "reference_seq_len"}``
 * ``cost``: ``{"flops", "min_bytes"}`` analytic, from the neuron's spec for this point and mode
 * ``started_at``: ISO time; ``duration_s``: wall time of the point, including warm-up
+* ``profile`` (only in runs made with ``perfsuite run --profile``; bench rows): the block of
+  `perfsuite.profile.profile_point`, recorded after the point was timed: ``{"trace": path relative to the
+  run folder, "tensorboard_logdir", "identity": "ok" | "mismatch" | "unverified", "detail", "kernels":
+  [{"name", "calls", "self_us", "share"}, ...] (top by self time), "kernel_source": "gpu_kernels" |
+  "cpu_ops", "steps"}``; null with ``profile_reason`` when the point was not ok or profiling failed
+  (the timing blocks are kept either way)
 * extrapolation rows add ``task``, ``train_len``, ``eval_len``, ``loss``, ``accuracy``,
   ``loss_last10``, ``accuracy_last10``, ``optimal_loss``, ``excess_loss``, ``finite``, ``policy``
 """

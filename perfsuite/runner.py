@@ -190,6 +190,10 @@ def _worker_main(conn) -> None:
             conn.send(collect_env(*request[1:]))
         elif request[0] == "point":
             conn.send(execute_point(request[1], request[2]))
+        elif request[0] == "profile":  # run --profile: after the point was timed (never during)
+            from .profile import profile_after_timing
+
+            conn.send(profile_after_timing(request[1], request[2]))
 
 
 # ------------------------------------------------------------------------------ in the worker
@@ -365,8 +369,9 @@ class Runner:
     """Runs points into a run folder. ``progress`` draws a rich progress bar on ``console``."""
 
     def __init__(self, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True,
-                 console=None, roofline: bool = True, command: str | None = None) -> None:
+                 console=None, roofline: bool = True, command: str | None = None, profile: bool = False) -> None:
         self.out_dir = Path(out_dir)
+        self.profile = profile
         self.command = command
         self.roofline = roofline
         self.resume = resume
@@ -443,9 +448,12 @@ class Runner:
         with _progress(self.progress, self.console, len(todo)) as advance:
             for point in todo:
                 row = self._one(point, env, ctx)
+                interrupted = self.profile and self._profile(point, row)
                 append_row(results, row)
                 result.new_rows += 1
                 advance(f"{point.neuron}/{point.backend}/{point.mode} T={point.seq_len}: {row['status']}")
+                if interrupted:
+                    raise KeyboardInterrupt
 
     def _extrapolate(self, block: dict, scenario: str, env: dict, device: str, results: Path,
                      result: RunResult, done: set[str]) -> None:
@@ -461,6 +469,30 @@ class Runner:
 
         run_extrapolation(ExtrapolationConfig.from_block(block), self.out_dir, device=device,
                           run_id=env["run_id"], scenario=scenario, write_row=write, done_keys=done)
+
+    def _profile(self, point, row: dict) -> bool:
+        """``--profile``: once the point is timed, its worker traces a few calls of the same workload
+        (`perfsuite.profile.profile_after_timing`) into ``<out>/traces/`` and the row gets the block as
+        ``profile``. The timing is already in the row: a profile that raises, kills the worker or passes
+        ``limits.timeout_s`` only makes ``profile`` null with ``profile_reason``. Returns True when
+        Ctrl-C came while profiling (the row is still written, then the run stops)."""
+        if row["status"] != "ok":
+            row["profile"], row["profile_reason"] = None, f"not profiled: point status {row['status']}"
+            return False
+        try:
+            res = self._get_worker().call(("profile", point, str(self.out_dir.resolve())), point.limits.timeout_s)
+        except KeyboardInterrupt:
+            row["profile"], row["profile_reason"] = None, "not profiled: the run was interrupted while profiling"
+            return True
+        except WorkerTimeout:
+            res = {"profile": None, "profile_reason": f"profiling exceeded limits.timeout_s = "
+                                                      f"{point.limits.timeout_s:g} s; the worker was killed"}
+        except WorkerDied as exc:
+            res = {"profile": None, "profile_reason": f"profiling failed: {exc}"}
+        if res.get("profile") is None:
+            self._drop_worker()  # a failed trace may leave the profiler or the device in a bad state
+        row.update(res)
+        return False
 
     def _one(self, point, env: dict, ctx: dict) -> dict:
         run_id = env["run_id"]
@@ -509,13 +541,14 @@ def repair_torn_tail(path: Path) -> bool:
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
                roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
-               device: str | None = None, command: str | None = None) -> RunResult:
+               device: str | None = None, command: str | None = None, profile: bool = False) -> RunResult:
     """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
-    `Runner`. The extrapolation block runs in shard 1 only (it is not split)."""
+    `Runner`. The extrapolation block runs in shard 1 only (it is not split). ``profile``: trace each
+    ok point after timing it (`Runner._profile`)."""
     if shard is not None and shard[0] != 1:
         extrapolation = None
     return Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
-                  command=command).run(select_shard(points, shard), extrapolation=extrapolation,
+                  command=command, profile=profile).run(select_shard(points, shard), extrapolation=extrapolation,
                                          scenario=scenario, device=device)
 
 
