@@ -1,52 +1,59 @@
-"""Triton DSN (spec §5.2, Eq. 9–12): causal depthwise conv for the decay, then the gated scan.
+"""Triton DSN (spec §5.2, Eq. 9–12): one fused pass forward, one reverse-time pass backward.
 
-Input x [T, *batch, C] is seen as [T, N] (N = M·C, channel = column mod C). Forward, three passes:
+Input x [T, *batch, C] is seen as [T, N] (N = M·C, channel = column mod C: the batch columns of one
+channel share its weight row and bias). Per program = a block of neurons, H in registers in the
+compute dtype, time cut into [BT, BLOCK] register tiles with the next tile's loads issued before the
+current tile's serial chain (the `kernels.lif` design, kernel_anchors §4.4).
 
-1. `_gate_kernel` (grid: time tiles × neuron blocks, no recurrence): the decay logit
-   z_t = bias[c] + Σ_{j<k} w[c, j]·x_{t−k+1+j} (Eq. 11, zero left pad), then in the same registers
-   log a_t = −softplus(−z_t)/τ (Eq. 12 in log space), a_t = exp(log a_t) and b_t = −expm1(log a_t)·x_t;
-   stores a and b in the compute dtype.
-2. `kernels.scan.scan_forward`: H_t = a_t·H_{t−1} + b_t (Eq. 9), one pass over T per neuron block with
-   the next time tile's loads in flight.
-3. The spike function of the module itself (`DSN.fire`: Eq. 10's integer levels with the rect
-   straight-through gradient, or the binary ATan/Sigmoid Heaviside at 0.5), applied to H by autograd:
-   one rule, no second copy of it.
+Forward (`_dsn_fwd_kernel`), for each step t of the tile:
 
-Backward of the membrane (`DSNMembraneFunction`), from dL/dH:
+    z_t   = bias[c] + Σ_{j<k} w[c, j]·x_{t−k+1+j}     (Eq. 11; x_{t−lag} from the current tile or the
+                                                      previous one, kept in registers: k − 1 ≤ BT)
+    log a = −softplus(−z_t)/τ                         (Eq. 12 in log space)
+    H_t   = a·H_{t−1} + (−expm1(log a))·x_t           (Eq. 9)
+    S_t   = round(clamp(H_t, 0, levels))  |  1[H_t > 0.5]  |  H_t itself   (FIRE = 1 | 2 | 0)
 
-1. `kernels.scan.scan_backward`: G_t = dL/dH_t + a_{t+1}·G_{t+1} (= dL/db_t) and dL/da_t|_scan = G_t·H_{t−1}.
-2. `_gate_bwd_kernel` (elementwise; recomputes z by the cheap conv instead of saving it):
-   dL/da_t = G_t·H_{t−1} − G_t·x_t (b = (1 − a)·x), dL/dz_t = dL/da_t·a_t·σ(−z_t)/τ, and the direct
-   part of dL/dx_t = G_t·(1 − a_t).
-3. `_conv_bwd_kernel` (per neuron block, loop over time tiles): dL/dx_t += Σ_j w[c, j]·dL/dz_{t+k−1−j}
-   (the anti-causal conv), and per column Σ_t dL/dz_t·x_{t−k+1+j} and Σ_t dL/dz_t for dL/dw and
-   dL/dbias; the host sums the columns of each channel (deterministic, no atomics).
+X is read once and S written once; training also stores H (compute dtype), the only [T, N] tensor the
+backward needs besides X and dL/dS.
 
-Saved for the backward: x (input dtype), a and H (compute dtype). Not fused yet (see docs/kernels.md):
-the spike function reads H once more, and a, b make a round trip through memory between passes 1 and 2.
+Backward (`_dsn_bwd_kernel`), reverse time, carrying G_{t+1} = dL/dH_{t+1} and a_{t+1}; z_t and a_t are
+recomputed from the x tile and the prefetched earlier one (cheaper than storing them):
+
+    G_t        = dL/dS_t·S'(H_t) + a_{t+1}·G_{t+1}
+    dL/dz_t    = G_t·(H_{t−1} − x_t)·a_t·σ(−z_t)/τ     (d log a/dz = σ(−z)/τ)
+    dL/dx_t    = G_t·(1 − a_t) + Σ_{lag<k} w[c, k−1−lag]·dL/dz_{t+lag}
+    dL/dw[c,j] = Σ_t dL/dz_t·x_{t−k+1+j},   dL/dbias[c] = Σ_t dL/dz_t
+
+with S' = the rect straight-through 1[0 ≤ H ≤ levels] (FIRE 1, Eq. 10), the module's surrogate at
+H − 0.5 (FIRE 2), or 1 (FIRE 0, dL/dH given). The later dL/dz_{t+lag} come from the current tile's
+already computed rows or the later tile's (registers). Weight and bias gradients are summed over time
+per column in registers and written once per column ([N, k], T-independent); the host adds the columns
+of each channel (deterministic, no atomics).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import as_2d, check_device, launch_config, scalars, tl_compute_dtype
-from .scan import scan_backward, scan_forward
+from ..neurons.surrogate import Surrogate
+from .common import (
+    as_2d,
+    check_device,
+    launch_config,
+    scalars,
+    surrogate_args,
+    surrogate_grad,
+    tile_row,
+    tile_set,
+    tl_compute_dtype,
+)
 
-
-@triton.jit
-def _logit(x_ptr, w_ptr, b_ptr, t, cols, ch, cmask, T, N, K, m,
-           BT: tl.constexpr, BLOCK: tl.constexpr, CD: tl.constexpr):
-    """z [BT, BLOCK] = bias[ch] + Σ_j w[ch, j]·x_{t−K+1+j} (zero outside [0, T))."""
-    z = tl.zeros([BT, BLOCK], CD) + tl.load(b_ptr + ch, mask=cmask, other=0.0).to(CD)[None, :]
-    for j in range(K):
-        src = t - (K - 1 - j)
-        ms = (src >= 0)[:, None] & m
-        xv = tl.load(x_ptr + src.to(tl.int64)[:, None] * N + cols[None, :], mask=ms, other=0.0).to(CD)
-        z += tl.load(w_ptr + ch * K + j, mask=cmask, other=0.0).to(CD)[None, :] * xv
-    return z
+#: FIRE constexpr: what the forward writes
+MEMBRANE, LEVELS, BINARY = 0, 1, 2
 
 
 @triton.jit
@@ -62,147 +69,253 @@ def _one_minus_exp(la):
     return tl.where(la > -1e-3, -la * (1.0 + la * (0.5 + la * (1.0 / 6.0))), 1.0 - tl.exp(la))
 
 
-@triton.jit(do_not_specialize=["T", "K"])
-def _gate_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, a_ptr, b_ptr, T, N, C, K,
-                 BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    t = tl.program_id(0) * BT + tl.arange(0, BT)
-    cols = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
-    ch = cols % C
-    m = (t < T)[:, None] & cmask[None, :]
-    z = _logit(x_ptr, w_ptr, bias_ptr, t, cols, ch, cmask, T, N, K, m, BT, BLOCK, CD)
-    la = _log_decay(z, tl.load(p_ptr + 0))
-    off = t.to(tl.int64)[:, None] * N + cols[None, :]
-    x = tl.load(x_ptr + off, mask=m, other=0.0).to(CD)
-    tl.store(a_ptr + off, tl.exp(la).to(a_ptr.dtype.element_ty), mask=m)
-    tl.store(b_ptr + off, (_one_minus_exp(la) * x).to(b_ptr.dtype.element_ty), mask=m)
+@triton.jit
+def _x_lag(cur, prev, rows, i: tl.constexpr, lag: tl.constexpr, BT: tl.constexpr):
+    """x_{t0+i−lag} from the current tile (i ≥ lag) or the previous one (lag ≤ BT)."""
+    if i >= lag:
+        v = tile_row(cur, rows, i - lag)
+    else:
+        v = tile_row(prev, rows, BT + i - lag)
+    return v
 
 
-@triton.jit(do_not_specialize=["T", "K"])
-def _gate_bwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, g_ptr, ga_ptr, gz_ptr, gx_ptr, T, N, C, K,
-                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    t = tl.program_id(0) * BT + tl.arange(0, BT)
-    cols = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
-    ch = cols % C
-    m = (t < T)[:, None] & cmask[None, :]
-    inv_tau = tl.load(p_ptr + 0)
-    z = _logit(x_ptr, w_ptr, bias_ptr, t, cols, ch, cmask, T, N, K, m, BT, BLOCK, CD)
-    la = _log_decay(z, inv_tau)
-    a = tl.exp(la)
-    off = t.to(tl.int64)[:, None] * N + cols[None, :]
-    x = tl.load(x_ptr + off, mask=m, other=0.0).to(CD)
-    g = tl.load(g_ptr + off, mask=m, other=0.0).to(CD)
-    ga = tl.load(ga_ptr + off, mask=m, other=0.0).to(CD) - g * x
-    sig_neg = 1.0 / (1.0 + tl.exp(z))  # σ(−z) = d log σ(z)/dz, so d log a/dz = σ(−z)/τ
-    tl.store(gz_ptr + off, (ga * a * sig_neg * inv_tau).to(gz_ptr.dtype.element_ty), mask=m)
-    tl.store(gx_ptr + off, (g * _one_minus_exp(la)).to(gx_ptr.dtype.element_ty), mask=m)
+@triton.jit
+def _logit(cur, prev, rows, wl, krows, bias, i: tl.constexpr, K: tl.constexpr, BT: tl.constexpr):
+    """z = bias + Σ_j w[c, j]·x_{t−K+1+j} for row i, summed in j order as the float64 reference."""
+    z = bias
+    for j in tl.static_range(K):
+        z += tile_row(wl, krows, j) * _x_lag(cur, prev, rows, i, K - 1 - j, BT)
+    return z
 
 
-@triton.jit(do_not_specialize=["T", "K"])
-def _conv_bwd_kernel(x_ptr, w_ptr, gz_ptr, gx_ptr, gw_ptr, gb_ptr, T, N, C, K,
-                     NEED_GX: tl.constexpr, NEED_GW: tl.constexpr, KP: tl.constexpr,
-                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    """gx_t += Σ_j w[c, j]·gz_{t+K−1−j}; per column gw[col, j] = Σ_t gz_t·x_{t−K+1+j}, gb[col] = Σ_t gz_t.
-    KP = next power of two ≥ K (the register width of the per-column weight-gradient accumulator)."""
-    cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+@triton.jit
+def _round_half_even(v):
+    """round(v) with ties to even, as torch.round (v ≥ 0 here)."""
+    f = tl.floor(v)
+    r = v - f
+    odd = (f - 2.0 * tl.floor(0.5 * f)) == 1.0
+    return f + tl.where((r > 0.5) | ((r == 0.5) & odd), 1.0, 0.0)
+
+
+@triton.jit
+def _weights(w_ptr, ch, cmask, K: tl.constexpr, KP: tl.constexpr, CD: tl.constexpr):
+    """[KP, BLOCK] tile: row j = w[ch, j] of each column's channel (rows ≥ K are 0)."""
+    krows = tl.arange(0, KP)
+    wl = tl.load(w_ptr + ch[None, :] * K + krows[:, None], mask=(krows < K)[:, None] & cmask[None, :], other=0.0)
+    return wl.to(CD), krows
+
+
+@triton.jit(do_not_specialize=["T"])
+def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
+                    K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, STORE_H: tl.constexpr,
+                    BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    cols = pid * BLOCK + tl.arange(0, BLOCK)
     cmask = cols < N
     ch = cols % C
     rows = tl.arange(0, BT)
-    jj = tl.arange(0, KP)
-    gw_acc = tl.zeros([BLOCK, KP], CD)
-    gb_acc = tl.zeros([BLOCK], CD)
+    inv_tau = tl.load(p_ptr + 0)
+    levels = tl.load(p_ptr + 1)
+    wl, krows = _weights(w_ptr, ch, cmask, K, KP, CD)
+    bias = tl.load(bias_ptr + ch, mask=cmask, other=0.0).to(CD)
+    h = tl.zeros([BLOCK], CD)
+    prev = tl.zeros([BT, BLOCK], CD)  # the tile before t = 0: the conv's zero left pad
+
+    nxt = tl.load(x_ptr + rows.to(tl.int64)[:, None] * N + cols[None, :],
+                  mask=(rows < T)[:, None] & cmask[None, :], other=0.0)
     for t0 in tl.range(0, T, BT):
-        t = t0 + rows
-        m = (t < T)[:, None] & cmask[None, :]
-        off = t.to(tl.int64)[:, None] * N + cols[None, :]
+        cur = nxt.to(CD)
+        # issue the next tile's loads before the serial chain of this one
+        t_next = t0 + BT + rows
+        nxt = tl.load(x_ptr + t_next.to(tl.int64)[:, None] * N + cols[None, :],
+                      mask=(t_next < T)[:, None] & cmask[None, :], other=0.0)
+        o_tile = tl.zeros([BT, BLOCK], CD)
+        h_tile = tl.zeros([BT, BLOCK], CD)
+        for i in tl.static_range(BT):
+            z = _logit(cur, prev, rows, wl, krows, bias, i, K, BT)
+            la = _log_decay(z, inv_tau)
+            h = tl.exp(la) * h + _one_minus_exp(la) * tile_row(cur, rows, i)
+            if FIRE == 0:
+                o = h
+            elif FIRE == 1:
+                o = _round_half_even(tl.minimum(tl.maximum(h, 0.0), levels))
+            else:
+                o = tl.where(h - 0.5 > 0, 1.0, 0.0).to(CD)
+            o_tile = tile_set(o_tile, rows, i, o)
+            if STORE_H:
+                h_tile = tile_set(h_tile, rows, i, h)
+        prev = cur
+        t_cur = t0 + rows
+        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
+        m = (t_cur < T)[:, None] & cmask[None, :]
+        tl.store(out_ptr + off, o_tile.to(out_ptr.dtype.element_ty), mask=m)
+        if STORE_H:
+            tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr, gb_ptr, T, N, C,
+                    K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, SG: tl.constexpr,
+                    NEED_GX: tl.constexpr, NEED_GW: tl.constexpr,
+                    BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    cols = pid * BLOCK + tl.arange(0, BLOCK)
+    cmask = cols < N
+    ch = cols % C
+    rows = tl.arange(0, BT)
+    inv_tau = tl.load(p_ptr + 0)
+    levels = tl.load(p_ptr + 1)
+    sg_a = tl.load(p_ptr + 2)
+    sg_c = tl.load(p_ptr + 3)
+    wl, krows = _weights(w_ptr, ch, cmask, K, KP, CD)
+    bias = tl.load(bias_ptr + ch, mask=cmask, other=0.0).to(CD)
+    g = tl.zeros([BLOCK], CD)                 # G_{t+1}
+    a_next = tl.zeros([BLOCK], CD)            # a_{t+1} (0 past the end: G_{T+1} = 0 anyway)
+    gz_later = tl.zeros([BT, BLOCK], CD)      # dL/dz of the later tile (the conv's future taps)
+    gw_acc = tl.zeros([KP, BLOCK], CD)
+    gb_acc = tl.zeros([BLOCK], CD)
+
+    n_tiles = tl.cdiv(T, BT)
+    t_next = (n_tiles - 1) * BT + rows
+    off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
+    m = (t_next < T)[:, None] & cmask[None, :]
+    n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
+    n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+    n_h = tl.load(h_ptr + off, mask=m, other=0.0)
+    for c in tl.range(0, n_tiles):
+        t0 = (n_tiles - 1 - c) * BT
+        c_gs = n_gs.to(CD)
+        c_x = n_x.to(CD)
+        c_h = n_h.to(CD)
+        # prefetch the tile before this one (earlier in time; zeros before t = 0 = the conv's pad)
+        t_next = t0 - BT + rows
+        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
+        m = (t_next >= 0)[:, None] & cmask[None, :]
+        n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
+        n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+        n_h = tl.load(h_ptr + off, mask=m, other=0.0)
+        p_x = n_x.to(CD)
+        gz_tile = tl.zeros([BT, BLOCK], CD)
+        gx_tile = tl.zeros([BT, BLOCK], CD)
+        for jj in tl.static_range(BT):
+            i = BT - 1 - jj
+            t = t0 + i
+            valid = (t < T) & cmask
+            h = tile_row(c_h, rows, i)
+            x = tile_row(c_x, rows, i)
+            if i > 0:
+                hp = tile_row(c_h, rows, i - 1)
+            else:
+                hp = tile_row(n_h.to(CD), rows, BT - 1)
+            hp = tl.where(t > 0, hp, 0.0)
+            z = _logit(c_x, p_x, rows, wl, krows, bias, i, K, BT)
+            la = _log_decay(z, inv_tau)
+            a = tl.exp(la)
+            gs = tile_row(c_gs, rows, i)
+            if FIRE == 0:
+                gdir = gs
+            elif FIRE == 1:
+                gdir = tl.where((h >= 0) & (h <= levels), gs, 0.0)
+            else:
+                gdir = gs * surrogate_grad(h - 0.5, sg_a, sg_c, SG)
+            g = gdir + a_next * g
+            sig_neg = 1.0 / (1.0 + tl.exp(z))
+            gz = tl.where(valid, g * (hp - x) * a * sig_neg * inv_tau, 0.0)
+            gz_tile = tile_set(gz_tile, rows, i, gz)
+            if NEED_GX:
+                gx = g * _one_minus_exp(la) + tile_row(wl, krows, K - 1) * gz
+                for lag in tl.static_range(1, K):
+                    if i + lag < BT:
+                        gzl = tile_row(gz_tile, rows, i + lag)
+                    else:
+                        gzl = tile_row(gz_later, rows, i + lag - BT)
+                    gx += tile_row(wl, krows, K - 1 - lag) * gzl
+                gx_tile = tile_set(gx_tile, rows, i, gx)
+            if NEED_GW:
+                gb_acc += gz
+                for j in tl.static_range(K):
+                    gw_acc += tl.where(krows[:, None] == j, (gz * _x_lag(c_x, p_x, rows, i, K - 1 - j, BT))[None, :], 0.0)
+            a_next = tl.where(t < T, a, a_next)
+        gz_later = gz_tile
         if NEED_GX:
-            acc = tl.load(gx_ptr + off, mask=m, other=0.0).to(CD)
-            for j in range(K):
-                src = t + (K - 1 - j)
-                ms = (src < T)[:, None] & m
-                gzv = tl.load(gz_ptr + src.to(tl.int64)[:, None] * N + cols[None, :], mask=ms, other=0.0).to(CD)
-                acc += tl.load(w_ptr + ch * K + j, mask=cmask, other=0.0).to(CD)[None, :] * gzv
-            tl.store(gx_ptr + off, acc.to(gx_ptr.dtype.element_ty), mask=m)
-        if NEED_GW:
-            gz = tl.load(gz_ptr + off, mask=m, other=0.0).to(CD)
-            gb_acc += tl.sum(gz, axis=0)
-            for j in range(K):
-                src = t - (K - 1 - j)
-                ms = (src >= 0)[:, None] & m
-                xv = tl.load(x_ptr + src.to(tl.int64)[:, None] * N + cols[None, :], mask=ms, other=0.0).to(CD)
-                gw_acc += tl.where(jj[None, :] == j, tl.sum(gz * xv, axis=0)[:, None], 0.0)
+            t_cur = t0 + rows
+            off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
+            tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=(t_cur < T)[:, None] & cmask[None, :])
     if NEED_GW:
-        tl.store(gw_ptr + cols[:, None] * KP + jj[None, :], gw_acc, mask=cmask[:, None])
+        tl.store(gw_ptr + cols[None, :] * KP + krows[:, None], gw_acc, mask=cmask[None, :])
         tl.store(gb_ptr + cols, gb_acc, mask=cmask)
 
 
-def _tile_grid(T, N, launch):
-    return (triton.cdiv(T, launch.bt), triton.cdiv(N, launch.block))
+@dataclass(frozen=True)
+class _Cfg:
+    tau: float
+    fire: int                    # MEMBRANE, LEVELS or BINARY
+    levels: int
+    surrogate: Surrogate | None  # BINARY only
+    block_n: int | None
+    bt: int | None
 
 
-def _tile_launch(x2, N, block_n, bt):
-    # elementwise passes over (time tile × neuron block): wider time tiles on the GPU than the scan uses
-    base = launch_config(x2, N, block_n, bt)
-    return base if x2.device.type == "cpu" or bt is not None else type(base)(base.block, 32, base.num_warps)
+def _launch(x2, N, K, cfg: _Cfg):
+    launch = launch_config(x2, N, cfg.block_n, cfg.bt)
+    # the conv's k − 1 past inputs must fit in the previous register tile: BT ≥ k − 1
+    bt = max(launch.bt, triton.next_power_of_2(max(K - 1, 1)))
+    return type(launch)(launch.block, bt, launch.num_warps)
 
 
-class DSNMembraneFunction(torch.autograd.Function):
-    """H [T, N] (compute dtype) of Eq. 11, 12, 9 from x [T, N], weight [C, k], bias [C]."""
+class DSNFunction(torch.autograd.Function):
+    """DSN on x [T, N] with weight [C, k], bias [C]: spikes in x's dtype (FIRE 1, 2) or H in the compute
+    dtype (FIRE 0), with the fused Triton forward and backward above."""
 
     @staticmethod
-    def forward(ctx, x2, weight, bias, tau: float, launch: tuple):
+    def forward(ctx, x2, weight, bias, cfg: _Cfg):
         T, N = x2.shape
         C, K = weight.shape
         cd = compute_dtype(x2)
-        block_n, bt = launch
-        tile = _tile_launch(x2, N, block_n, bt)
+        launch = _launch(x2, N, K, cfg)
+        sg_id, sg_a, sg_c = surrogate_args(cfg.surrogate) if cfg.surrogate is not None else (0, 0.0, 0.0)
+        p = scalars([1.0 / cfg.tau, cfg.levels, sg_a, sg_c], x2)
         w = weight.detach().to(cd).contiguous()
         bvec = bias.detach().to(cd).contiguous()
-        p = scalars([1.0 / tau], x2)
-        a = torch.empty((T, N), dtype=cd, device=x2.device)
-        b = torch.empty_like(a)
-        _gate_kernel[_tile_grid(T, N, tile)](x2, w, bvec, p, a, b, T, N, C, K, BLOCK=tile.block, BT=tile.bt,
-                                             CD=tl_compute_dtype(x2), num_warps=tile.num_warps)
-        h = scan_forward(a, b, block_n=block_n, bt=bt)
-        ctx.save_for_backward(x2, w, bvec, p, a, h)
-        ctx.launch, ctx.wdtypes = launch, (weight.dtype, bias.dtype)
-        return h
+        need_grad = any(ctx.needs_input_grad[:3])
+        out = torch.empty((T, N), dtype=cd if cfg.fire == MEMBRANE else x2.dtype, device=x2.device)
+        store_h = need_grad and cfg.fire != MEMBRANE
+        h = torch.empty((T, N), dtype=cd, device=x2.device) if store_h else out
+        kp = triton.next_power_of_2(K)
+        _dsn_fwd_kernel[(triton.cdiv(N, launch.block),)](
+            x2, w, bvec, p, out, h, T, N, C, K=K, KP=kp, FIRE=cfg.fire, STORE_H=store_h,
+            BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(x2), num_warps=launch.num_warps)
+        if need_grad:
+            ctx.save_for_backward(x2, w, bvec, p, h)
+            ctx.cfg, ctx.launch, ctx.sg_id = cfg, launch, sg_id
+            ctx.wdtypes = (weight.dtype, bias.dtype)
+        return out
 
     @staticmethod
-    def backward(ctx, grad_h):
-        x2, w, bvec, p, a, h = ctx.saved_tensors
+    def backward(ctx, grad_out):
+        x2, w, bvec, p, h = ctx.saved_tensors
         T, N = x2.shape
         C, K = w.shape
-        block_n, bt = ctx.launch
+        launch = ctx.launch
         need_gx = ctx.needs_input_grad[0]
         need_gw = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        g, ga, _ = scan_backward(grad_h, a, h, block_n=block_n, bt=bt)
-        tile = _tile_launch(x2, N, block_n, bt)
-        cdt = tl_compute_dtype(h)
-        gz = torch.empty_like(h)
-        gx = torch.empty_like(h)
-        _gate_bwd_kernel[_tile_grid(T, N, tile)](x2, w, bvec, p, g, ga, gz, gx, T, N, C, K, BLOCK=tile.block,
-                                                 BT=tile.bt, CD=cdt, num_warps=tile.num_warps)
         kp = triton.next_power_of_2(K)
-        gw_col = torch.zeros((N, kp), dtype=h.dtype, device=h.device) if need_gw else gz
-        gb_col = torch.zeros((N,), dtype=h.dtype, device=h.device) if need_gw else gz
-        seq = launch_config(x2, N, block_n, bt)
-        _conv_bwd_kernel[(triton.cdiv(N, seq.block),)](
-            x2, w, gz, gx, gw_col, gb_col, T, N, C, K, NEED_GX=need_gx, NEED_GW=need_gw, KP=kp,
-            BLOCK=seq.block, BT=seq.bt, CD=cdt, num_warps=seq.num_warps)
+        gs = grad_out.contiguous()
+        gx = torch.empty((T, N), dtype=x2.dtype, device=x2.device) if need_gx else h
+        gw_col = torch.empty((N, kp), dtype=h.dtype, device=h.device) if need_gw else h
+        gb_col = torch.empty((N,), dtype=h.dtype, device=h.device) if need_gw else h
+        _dsn_bwd_kernel[(triton.cdiv(N, launch.block),)](
+            gs, x2, h, w, bvec, p, gx, gw_col, gb_col, T, N, C, K=K, KP=kp, FIRE=ctx.cfg.fire, SG=ctx.sg_id,
+            NEED_GX=need_gx, NEED_GW=need_gw, BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h),
+            num_warps=launch.num_warps)
         gw = gb = None
         if need_gw:  # columns of one channel: col = m·C + c
             gw = gw_col[:, :K].reshape(N // C, C, K).sum(0).to(ctx.wdtypes[0])
             gb = gb_col.reshape(N // C, C).sum(0).to(ctx.wdtypes[1])
-        return (gx.to(x2.dtype) if need_gx else None), gw, gb, None, None
+        return (gx if need_gx else None), gw, gb, None
 
 
-def dsn_membrane(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tau: float, *,
-                 block_n: int | None = None, bt: int | None = None) -> torch.Tensor:
-    """H [T, *batch, C] of DSN (Eq. 11, 12, 9) for x_seq [T, *batch, C], weight [C, k], bias [C],
-    in the compute dtype (fp32 for fp32/bf16/fp16, fp64 for fp64). Differentiable in x, weight, bias.
-    ``block_n``/``bt`` override the launch shape (tests, tuning)."""
+def _run(x_seq, weight, bias, cfg: _Cfg, out_dtype):
     check_device("dsn", x_seq, weight, bias)
     C = weight.shape[0]
     if x_seq.dim() < 2 or x_seq.shape[-1] != C:
@@ -210,11 +323,28 @@ def dsn_membrane(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
                          f"{tuple(x_seq.shape)}")
     x2 = as_2d(x_seq)
     if x2.numel() == 0:
-        return torch.zeros(x_seq.shape, dtype=compute_dtype(x_seq), device=x_seq.device)
-    return DSNMembraneFunction.apply(x2, weight, bias, float(tau), (block_n, bt)).view(x_seq.shape)
+        return torch.zeros(x_seq.shape, dtype=out_dtype, device=x_seq.device)
+    return DSNFunction.apply(x2, weight, bias, cfg).view(x_seq.shape)
+
+
+def dsn_membrane(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tau: float, *,
+                 block_n: int | None = None, bt: int | None = None) -> torch.Tensor:
+    """H [T, *batch, C] of DSN (Eq. 11, 12, 9) for x_seq [T, *batch, C], weight [C, k], bias [C],
+    in the compute dtype (fp32 for fp32/bf16/fp16, fp64 for fp64). Differentiable in x, weight, bias.
+    The fused kernel with the membrane as its output; ``block_n``/``bt`` override the launch shape."""
+    return _run(x_seq, weight, bias, _Cfg(float(tau), MEMBRANE, 0, None, block_n, bt), compute_dtype(x_seq))
+
+
+def dsn_spikes(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tau: float, *, levels: int = 4,
+               surrogate: Surrogate | None = None, block_n: int | None = None, bt: int | None = None) -> torch.Tensor:
+    """Spikes [T, *batch, C] of DSN in x_seq's dtype, one fused pass: Eq. 10's integer levels
+    round(clamp(H, 0, levels)) with the rect straight-through gradient when ``surrogate`` is None, else
+    binary 1[H > 0.5] with ``surrogate``'s gradient at H − 0.5 (as `perfsuite.neurons.dsn.DSN.fire`)."""
+    fire = LEVELS if surrogate is None else BINARY
+    return _run(x_seq, weight, bias, _Cfg(float(tau), fire, int(levels), surrogate, block_n, bt), x_seq.dtype)
 
 
 def dsn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """`register_backend` entry of ``dsn``: the Triton membrane, then the module's own spike function."""
-    h = dsn_membrane(x_seq, module.weight, module.bias, module.tau)
-    return module.fire(h).to(x_seq.dtype)
+    """`register_backend` entry of ``dsn``: the module's parameters and spike rule, one fused kernel."""
+    return dsn_spikes(x_seq, module.weight, module.bias, module.tau, levels=module.levels,
+                      surrogate=module.surrogate)
