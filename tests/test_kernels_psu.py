@@ -9,8 +9,7 @@ pytest.importorskip("triton")
 from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
 
 from perfsuite import neurons
-from perfsuite.kernels.psu import geometric_a, geometric_k
-from perfsuite.neurons.psu import psu_matrices
+from perfsuite.kernels.psu import psu_family
 
 X = torch.tensor([2.5, 0.5, 1.75, 1.25])
 W_FULL = torch.tensor([[.6, .9, .9, .9], [.3, .6, .9, .9], [.1, .3, .6, .9], [0, .1, .3, .6]])
@@ -43,14 +42,31 @@ def test_worked_example(name):
         assert m(X[:, None]).squeeze(1).tolist() == ORACLE[name]
 
 
-@pytest.mark.parametrize("T", [1, 5, 9])
-@pytest.mark.parametrize("d,tau", [(0.5, 2.0), (0.75, 4.0), (0.25, 4.0)])
-def test_geometric_scans_equal_the_matrices(T, d, tau):
-    """A·Y and K·Y by scans equal the T×T matrices of perfsuite.neurons.psu (any T, incl. 1)."""
-    y = torch.randn(T, 6, dtype=torch.float64)
-    a, k = psu_matrices(T, tau, d)
-    torch.testing.assert_close(geometric_a(y, d, tau), a @ y, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(geometric_k(y, d), k @ y, rtol=1e-12, atol=1e-12)
+POTENTIAL_CASES = [  # (T, neurons, block_n, bt): T = 1, T not a multiple of the tile, several programs
+    (1, 6, None, None), (5, 6, 4, 4), (9, 7, 2, 2), (11, 13, 4, 8),
+]
+
+
+@pytest.mark.parametrize("name,params", VARIANTS)
+@pytest.mark.parametrize("T,n,block_n,bt", POTENTIAL_CASES)
+def test_fused_potential_equals_the_matrices(name, params, T, n, block_n, bt):
+    """H of the fused pass equals the T×T GEMM formulation of perfsuite.neurons.psu (psu_matrices with the
+    module's d, so braincog_compat is covered), and so do dL/dX, dL/dW, dL/db of sum(H·G)."""
+    torch.manual_seed(4)
+    mod = neurons.build(name, backend="triton", seq_len=T, **params).double()
+    x = torch.randn(T, n, dtype=torch.float64) + 0.5
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    h = psu_family(mod, xa, spikes=False, block_n=block_n, bt=bt)
+    r = mod.potential(xb)
+    torch.testing.assert_close(h, r, rtol=1e-12, atol=1e-12)
+    go = torch.randn(T, n, dtype=torch.float64)
+    (h * go).sum().backward()
+    fused = [xa.grad] + [p.grad.clone() for p in mod.parameters()]
+    mod.zero_grad()
+    (r * go).sum().backward()
+    gemm = [xb.grad] + [p.grad for p in mod.parameters()]
+    for what, a, b in zip(["x", "weight", "bias"], fused, gemm):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, w=what: f"grad {w}: {m}")
 
 
 @pytest.mark.parametrize("name,params", VARIANTS)
@@ -103,3 +119,23 @@ def test_gpu_long_sequence_matches_eager(name):
     (sa * g).sum().backward()
     (sb * g).sum().backward()
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_gpu_psu_thirty_thousand_steps_match_reference():
+    """CUDA: PSU at T = 30 000 (fp64, 512 neurons) against the float64 recurrence of the reference
+    backend: spikes equal, dL/dX of sum(S·G) within rounding; and fp32 spikes within rounding of V_th."""
+    T = 30000
+    x = torch.randn(T, 512, device="cuda", dtype=torch.float64) + 0.8
+    mod, ref = build_pair("psu", "triton", seq_len=T)
+    mod, ref = mod.cuda().double(), ref.cuda().double()
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    sa, sb = mod(xa), ref(xb)
+    assert torch.equal(sa, sb)
+    g = torch.randn_like(sa)
+    (sa * g).sum().backward()
+    (sb * g).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-8, atol=1e-10)
+    with torch.no_grad():
+        s32 = mod(x.float())
+    assert (s32.double() == sb).double().mean().item() >= 0.999

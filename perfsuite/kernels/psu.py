@@ -1,69 +1,312 @@
-"""Triton backend of the PSU family (spec §4, R1–R6): the fixed geometric matrices as O(T) scans.
+"""Triton backend of the PSU family (spec §4, R1–R6): the fixed geometric matrices as one fused O(T) pass.
 
-Both fixed matrices of `perfsuite.neurons.psu` are geometric in the lag, so multiplying by them is a
-first-order recurrence with the constant decay d (``module.decay``: 1 − 1/τ, or 1/τ with
-``braincog_compat``), run by the Triton scan `kernels.scan.gated_scan` in its constant-decay mode:
+Both fixed matrices of `perfsuite.neurons.psu` are geometric in the lag (A[t][j] = d^(t−j)/τ for j ≤ t,
+K[t][j] = d^(t−j) for j < t; d = ``module.decay``: 1 − 1/τ, or 1/τ with ``braincog_compat``), so
+multiplying by them is a first-order recurrence. Every member of the family is
 
-    (A·Y)_t = (1/τ)·P_t,   (K·Y)_t = d·P_{t−1} (0 at t = 0),   where P_t = d·P_{t−1} + Y_t, P_{−1} = 0
+    H_t = base_t − r_t,     r_t = d·(r_{t−1} + y_{t−1})  (r_0 = 0, i.e. r = K·y)
 
-O(T·N) work instead of the 2·T²·N of a T×T GEMM, and no T×T matrix in memory. Then
+    PSU  (R4):          base = u, u_t = d·u_{t−1} + X_t/τ (= A·X),   y = V_th·σ(u)
+    IPSU (R5) linear:   base = D = tril(W)·X + b,                   y = X
+    IPSU (R5) prob:     base = D,                                   y = σ(D)
+    RPSU (R6):          base = u,                                   y = σ(Z), Z = tril(W)·X + b
 
-* PSU  (R4): U = A·X, H = U − V_th·K·σ(U)                     (two scans)
-* IPSU (R5): D = tril(W)·X + b; "linear" H = D − K·X, "prob" H = D − K·σ(D)   (one GEMM + one scan)
-* RPSU (R6): Z = tril(W)·X + b; H = A·X − K·σ(Z)              (one GEMM + two scans)
+and fires S = Θ_strict(H − V_th) with the module's surrogate. `_psu_fwd_kernel` runs both recurrences
+and the fire in one pass over T per block of neurons (states u, r, y in registers in the compute dtype,
+next time tile's loads issued before the current tile's serial chain, as `kernels.lif`); it is
+`perfsuite.neurons.psu.psu_step` per element, in the same order. The learned tril(W)·X + b of IPSU/RPSU
+stays a GEMM (`kernels.psn.band_mix`: cuBLAS), whose output D / Z the kernel reads.
 
-and S = Θ_strict(H − V_th) with the ATan(α = 2) surrogate by the Triton `common.FireFunction`. The
-learned masked matrix is a GEMM (`kernels.psn.band_mix`: cuBLAS, fp32 output for half inputs). Each
-scan has its own Triton backward (the adjoint scan); σ, the one-step shift and the sums between them are
-torch elementwise ops under autograd — not fused yet (docs/kernels.md).
+Backward (`_psu_bwd_kernel`), one reverse pass with the adjoints in registers (gH = dL/dS·g'(H − V_th)):
+
+    R_t = −gH_t + d·R_{t+1}            (dL/dr_t)          Y_t = d·R_{t+1}   (dL/dy_t)
+    U_t = gH_t + d·U_{t+1} [+ Y_t·V_th·σ'(u_t) for PSU]    dL/dX_t = U_t/τ   (when base = u)
+    dL/dD_t = gH_t [+ Y_t·σ'(D_t)] (IPSU),  dL/dZ_t = Y_t·σ'(Z_t) (RPSU),  dL/dX_t = Y_t (IPSU linear)
+
+Saved: H (compute dtype), plus u for PSU (σ'(u) cannot be recovered stably backwards: u_{t−1} =
+(u_t − X_t/τ)/d amplifies rounding by 1/d per step); IPSU/RPSU read D / Z, already in memory. The
+GEMM's own backward (torch autograd) takes dL/dD / dL/dZ to W, b and X.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import triton
+import triton.language as tl
 
-from .common import FireFunction, as_2d, check_device
+from ..neurons.base import compute_dtype
+from ..neurons.surrogate import Surrogate
+from .common import (
+    as_2d,
+    check_device,
+    launch_config,
+    scalars,
+    surrogate_args,
+    surrogate_grad,
+    tile_row,
+    tile_set,
+    tl_compute_dtype,
+)
 from .psn import band_mix
-from .scan import gated_scan
+
+#: GATE constexpr: what feeds the reset recurrence y
+GATE_SIG_U, GATE_SIG_Z, GATE_X = 0, 1, 2
 
 
-def geometric_a(y2: torch.Tensor, d: float, tau: float) -> torch.Tensor:
-    """A·Y [T, N]: A[t][j] = (1/τ)·d^(t−j) for j ≤ t (compute dtype)."""
-    return gated_scan(d, y2) / tau
+@triton.jit
+def _sigmoid(v):
+    return 1.0 / (1.0 + tl.exp(-v))
 
 
-def geometric_k(y2: torch.Tensor, d: float) -> torch.Tensor:
-    """K·Y [T, N]: K[t][j] = d^(t−j) for j < t (compute dtype; row 0 is 0)."""
-    p = gated_scan(d, y2)
-    return d * torch.cat([torch.zeros_like(p[:1]), p[:-1]])
+@triton.jit(do_not_specialize=["T"])
+def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
+                    INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr,
+                    STORE_H: tl.constexpr, STORE_U: tl.constexpr,
+                    BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    cols = pid * BLOCK + tl.arange(0, BLOCK)
+    cmask = cols < N
+    rows = tl.arange(0, BT)
+    d = tl.load(p_ptr + 0)
+    tau = tl.load(p_ptr + 1)
+    v_th = tl.load(p_ptr + 2)
+    u = tl.zeros([BLOCK], CD)
+    q = tl.zeros([BLOCK], CD)  # r_{t−1} + y_{t−1}: r_t = d·q
+
+    off = rows.to(tl.int64)[:, None] * N + cols[None, :]
+    m = (rows < T)[:, None] & cmask[None, :]
+    if INTEG or GATE == 2:
+        n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+    if (not INTEG) or GATE == 1:
+        n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+    for t0 in tl.range(0, T, BT):
+        if INTEG or GATE == 2:
+            c_x = n_x.to(CD)
+        if (not INTEG) or GATE == 1:
+            c_z = n_z.to(CD)
+        # issue the next tile's loads before the serial chain of this one
+        t_next = t0 + BT + rows
+        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
+        m = (t_next < T)[:, None] & cmask[None, :]
+        if INTEG or GATE == 2:
+            n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+        if (not INTEG) or GATE == 1:
+            n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+        o_tile = tl.zeros([BT, BLOCK], CD)
+        h_tile = tl.zeros([BT, BLOCK], CD)
+        u_tile = tl.zeros([BT, BLOCK], CD)
+        for i in tl.static_range(BT):
+            if INTEG:
+                u = d * u + tile_row(c_x, rows, i) / tau
+                base = u
+            else:
+                base = tile_row(c_z, rows, i)
+            r = d * q
+            h = base - r
+            if GATE == 0:
+                y = v_th * _sigmoid(u)
+            elif GATE == 1:
+                y = _sigmoid(tile_row(c_z, rows, i))
+            else:
+                y = tile_row(c_x, rows, i)
+            q = r + y
+            if SPIKES:
+                o_tile = tile_set(o_tile, rows, i, tl.where(h - v_th > 0, 1.0, 0.0).to(CD))
+            else:
+                o_tile = tile_set(o_tile, rows, i, h)
+            if STORE_H:
+                h_tile = tile_set(h_tile, rows, i, h)
+            if STORE_U:
+                u_tile = tile_set(u_tile, rows, i, u)
+        t_cur = t0 + rows
+        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
+        m = (t_cur < T)[:, None] & cmask[None, :]
+        tl.store(out_ptr + off, o_tile.to(out_ptr.dtype.element_ty), mask=m)
+        if STORE_H:
+            tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
+        if STORE_U:
+            tl.store(u_ptr + off, u_tile.to(u_ptr.dtype.element_ty), mask=m)
 
 
-def _fire(module, h: torch.Tensor, x_seq: torch.Tensor) -> torch.Tensor:
-    return FireFunction.apply(h, module.v_threshold, module.surrogate, True, x_seq.dtype).view(x_seq.shape)
+@triton.jit(do_not_specialize=["T"])
+def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
+                    INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr, SG: tl.constexpr,
+                    NEED_GX: tl.constexpr, NEED_GZ: tl.constexpr,
+                    BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    cols = pid * BLOCK + tl.arange(0, BLOCK)
+    cmask = cols < N
+    rows = tl.arange(0, BT)
+    d = tl.load(p_ptr + 0)
+    tau = tl.load(p_ptr + 1)
+    v_th = tl.load(p_ptr + 2)
+    sg_a = tl.load(p_ptr + 3)
+    sg_c = tl.load(p_ptr + 4)
+    r_next = tl.zeros([BLOCK], CD)  # dL/dr_{t+1}
+    u_next = tl.zeros([BLOCK], CD)  # dL/du_{t+1}
+
+    n_tiles = tl.cdiv(T, BT)
+    t_next = (n_tiles - 1) * BT + rows
+    off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
+    m = (t_next < T)[:, None] & cmask[None, :]
+    n_go = tl.load(go_ptr + off, mask=m, other=0.0)
+    if SPIKES:
+        n_h = tl.load(h_ptr + off, mask=m, other=0.0)
+    if INTEG and GATE == 0:
+        n_u = tl.load(u_ptr + off, mask=m, other=0.0)
+    if GATE == 1:
+        n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+    for c in tl.range(0, n_tiles):
+        t0 = (n_tiles - 1 - c) * BT
+        c_go = n_go.to(CD)
+        if SPIKES:
+            c_h = n_h.to(CD)
+        if INTEG and GATE == 0:
+            c_u = n_u.to(CD)
+        if GATE == 1:
+            c_z = n_z.to(CD)
+        # prefetch the tile before this one (earlier in time); none before t = 0
+        t_next = t0 - BT + rows
+        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
+        m = (t_next >= 0)[:, None] & cmask[None, :]
+        n_go = tl.load(go_ptr + off, mask=m, other=0.0)
+        if SPIKES:
+            n_h = tl.load(h_ptr + off, mask=m, other=0.0)
+        if INTEG and GATE == 0:
+            n_u = tl.load(u_ptr + off, mask=m, other=0.0)
+        if GATE == 1:
+            n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+        gx_tile = tl.zeros([BT, BLOCK], CD)
+        gz_tile = tl.zeros([BT, BLOCK], CD)
+        for jj in tl.static_range(BT):
+            i = BT - 1 - jj
+            # rows past T were loaded as 0: gH = 0 there, so every adjoint stays 0 until t = T − 1
+            if SPIKES:
+                gh = tile_row(c_go, rows, i) * surrogate_grad(tile_row(c_h, rows, i) - v_th, sg_a, sg_c, SG)
+            else:
+                gh = tile_row(c_go, rows, i)
+            gy = d * r_next
+            r_next = d * r_next - gh
+            if GATE == 1:
+                sz = _sigmoid(tile_row(c_z, rows, i))
+                gz_gate = gy * sz * (1.0 - sz)
+            if INTEG:
+                gu = gh + d * u_next
+                if GATE == 0:
+                    su = _sigmoid(tile_row(c_u, rows, i))
+                    gu += gy * v_th * su * (1.0 - su)
+                u_next = gu
+                gx_tile = tile_set(gx_tile, rows, i, gu / tau)
+                if GATE == 1:
+                    gz_tile = tile_set(gz_tile, rows, i, gz_gate)
+            else:
+                if GATE == 1:
+                    gz_tile = tile_set(gz_tile, rows, i, gh + gz_gate)
+                else:
+                    gz_tile = tile_set(gz_tile, rows, i, gh)
+                    gx_tile = tile_set(gx_tile, rows, i, gy)
+        t_cur = t0 + rows
+        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
+        m = (t_cur < T)[:, None] & cmask[None, :]
+        if NEED_GX:
+            tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
+        if NEED_GZ:
+            tl.store(gz_ptr + off, gz_tile.to(gz_ptr.dtype.element_ty), mask=m)
 
 
-def _learned(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """tril(W)·X + b [T, N] in the compute dtype (causal mask R3 applied in every forward)."""
-    return band_mix(x_seq, torch.tril(module.weight), module.bias)
+@dataclass(frozen=True)
+class _Cfg:
+    integ: bool                  # base = u = A·X (PSU, RPSU), else base = D (IPSU)
+    gate: int                    # GATE_SIG_U, GATE_SIG_Z or GATE_X
+    d: float
+    tau: float
+    v_threshold: float
+    surrogate: Surrogate
+    spikes: bool                 # False: return H (compute dtype) instead of S
+    block_n: int | None
+    bt: int | None
+
+    @property
+    def uses_x(self) -> bool:
+        return self.integ or self.gate == GATE_X
+
+    @property
+    def uses_z(self) -> bool:
+        return (not self.integ) or self.gate == GATE_SIG_Z
+
+
+class PSUFunction(torch.autograd.Function):
+    """One member of the PSU family on x [T, N] (input dtype) and z [T, N] (GEMM output, compute dtype;
+    None for PSU): S in x's dtype (or H in the compute dtype), fused forward and backward above."""
+
+    @staticmethod
+    def forward(ctx, x2, z2, cfg: _Cfg):
+        T, N = x2.shape
+        cd = compute_dtype(x2)
+        launch = launch_config(x2, N, cfg.block_n, cfg.bt)
+        sg_id, sg_a, sg_c = surrogate_args(cfg.surrogate)
+        p = scalars([cfg.d, cfg.tau, cfg.v_threshold, sg_a, sg_c], x2)
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        out = torch.empty((T, N), dtype=x2.dtype if cfg.spikes else cd, device=x2.device)
+        store_h = need_grad and cfg.spikes
+        store_u = need_grad and cfg.gate == GATE_SIG_U
+        h = torch.empty((T, N), dtype=cd, device=x2.device) if store_h else out
+        u = torch.empty((T, N), dtype=cd, device=x2.device) if store_u else out
+        _psu_fwd_kernel[(triton.cdiv(N, launch.block),)](
+            x2, z2 if z2 is not None else x2, out, h, u, p, T, N, INTEG=cfg.integ, GATE=cfg.gate,
+            SPIKES=cfg.spikes, STORE_H=store_h, STORE_U=store_u, BLOCK=launch.block, BT=launch.bt,
+            CD=tl_compute_dtype(x2), num_warps=launch.num_warps)
+        if need_grad:
+            ctx.save_for_backward(h, u, z2 if cfg.gate == GATE_SIG_Z else None, p)
+            ctx.cfg, ctx.launch, ctx.sg_id, ctx.xdtype = cfg, launch, sg_id, x2.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        h, u, z2, p = ctx.saved_tensors
+        cfg, launch = ctx.cfg, ctx.launch
+        T, N = grad_out.shape
+        need_gx = ctx.needs_input_grad[0] and cfg.uses_x
+        need_gz = ctx.needs_input_grad[1] and cfg.uses_z
+        go = grad_out.contiguous()
+        gx = torch.empty((T, N), dtype=ctx.xdtype, device=go.device) if need_gx else go
+        gz = torch.empty((T, N), dtype=h.dtype, device=go.device) if need_gz else go
+        _psu_bwd_kernel[(triton.cdiv(N, launch.block),)](
+            go, h, u, z2 if z2 is not None else go, gx, gz, p, T, N, INTEG=cfg.integ, GATE=cfg.gate,
+            SPIKES=cfg.spikes, SG=ctx.sg_id, NEED_GX=need_gx, NEED_GZ=need_gz, BLOCK=launch.block,
+            BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
+        return (gx if need_gx else None), (gz if need_gz else None), None
+
+
+def _cfg(module, *, spikes: bool, block_n=None, bt=None) -> _Cfg:
+    name = module.spec.name
+    if name == "psu":
+        integ, gate = True, GATE_SIG_U
+    elif name == "rpsu":
+        integ, gate = True, GATE_SIG_Z
+    else:  # ipsu
+        integ, gate = False, GATE_X if module.variant == "linear" else GATE_SIG_Z
+    return _Cfg(integ, gate, float(module.decay), float(module.tau), float(module.v_threshold),
+                module.surrogate, spikes, block_n, bt)
+
+
+def psu_family(module, x_seq: torch.Tensor, *, spikes: bool = True, block_n: int | None = None,
+               bt: int | None = None) -> torch.Tensor:
+    """Spikes [T, *batch] in x_seq's dtype of a PSU/IPSU/RPSU ``module`` on x_seq [T, *batch] (or, with
+    ``spikes=False``, its potential H in the compute dtype). Differentiable in x and the module's
+    weight/bias. ``block_n``/``bt`` override the launch shape (tests, tuning)."""
+    check_device(module.spec.name, x_seq)
+    cfg = _cfg(module, spikes=spikes, block_n=block_n, bt=bt)
+    x2 = as_2d(x_seq)
+    z2 = band_mix(x_seq, torch.tril(module.weight), module.bias) if cfg.uses_z else None  # R3 mask each call
+    out = PSUFunction.apply(x2, z2, cfg)
+    return out.view(x_seq.shape)
 
 
 def psu_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """`register_backend` entry of ``psu``."""
-    check_device("psu", x_seq)
-    d = module.decay
-    u = geometric_a(as_2d(x_seq), d, module.tau)
-    h = u - module.v_threshold * geometric_k(torch.sigmoid(u), d)
-    return _fire(module, h, x_seq)
+    """`register_backend` entry of ``psu``, ``ipsu`` (both variants) and ``rpsu``."""
+    return psu_family(module, x_seq)
 
 
-def ipsu_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """`register_backend` entry of ``ipsu`` (both variants)."""
-    dmem = _learned(module, x_seq)
-    y = as_2d(x_seq).to(dmem.dtype) if module.variant == "linear" else torch.sigmoid(dmem)
-    return _fire(module, dmem - geometric_k(y, module.decay), x_seq)
-
-
-def rpsu_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """`register_backend` entry of ``rpsu``."""
-    z = _learned(module, x_seq)
-    h = geometric_a(as_2d(x_seq), module.decay, module.tau) - geometric_k(torch.sigmoid(z), module.decay)
-    return _fire(module, h, x_seq)
+ipsu_backend = rpsu_backend = psu_backend
