@@ -24,6 +24,8 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
   "input_scale", "target_rate"}``
 * ``agreement``: ``{"equal_fraction", "first_divergent_step", "reference_seq_len"}``
 * ``cost``: ``{"flops", "min_bytes"}`` analytic, from the neuron's spec for this point and mode
+* ``peer``: for a peer backend, which implementation of the other library ran:
+  ``{"library", "version", "implementation", "env"}`` (e.g. SpikingJelly's torch or triton LIF)
 * ``started_at``: ISO time; ``duration_s``: wall time of the point, including warm-up
 * ``profile`` (only in runs made with ``perfsuite run --profile``; bench rows): the block of
   `perfsuite.profile.profile_point`, recorded after the point was timed: ``{"trace": path relative to the

@@ -266,6 +266,10 @@ def _measure(point, ctx: dict) -> dict:
         res["time"] = bench(fn, device, warmup_ms=t.warmup_ms, rep_ms=t.rep_ms, min_reps=t.min_reps,
                             max_reps=t.max_reps, estimate_ms=estimate)
         res["time"]["cold_start_ms"] = cold if t.cold_start else None
+    # a peer backend records which of its implementations actually ran (e.g. SpikingJelly torch/triton)
+    peer = next((m.peer_info for m in wl.model.modules() if getattr(m, "peer_info", None)), None)
+    if peer is not None:
+        res["peer"] = peer
     if "energy" in metrics:
         meter = NvmlEnergy(device)
         if meter.available and ctx.get("idle_watts") is not None:
@@ -340,8 +344,9 @@ def make_row(point, run_id: str, status: str, reason: str | None, result: dict |
     except Exception as exc:
         row["cost"], row["cost_reason"] = None, _exc_reason(exc)
     row["predicted_memory_bytes"] = predicted_bytes
-    if "traceback" in result:
-        row["traceback"] = result["traceback"]
+    for extra in ("traceback", "peer"):
+        if extra in result:
+            row[extra] = result[extra]
     row["started_at"] = started_at or _now()
     row["duration_s"] = duration_s
     return row

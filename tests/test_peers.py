@@ -61,3 +61,18 @@ def test_gpu_lif_runs_a_fused_kernel():
     assert m.peer_info["implementation"] in ("cuda", "triton")
     ref = neurons.build("lif", backend="eager").cuda()(x)
     assert (s == ref).float().mean().item() >= 0.9999
+
+
+def test_runner_records_which_spikingjelly_implementation_ran(tmp_path):
+    from perfsuite.results import read_rows
+    from perfsuite.runner import run_points
+    from perfsuite.scenario import scenario_from_dict
+
+    sc = scenario_from_dict({"name": "peer", "device": "cpu", "neurons": ["lif"], "backends": ["spikingjelly"],
+                             "seq_lens": [8], "batch": [2], "features": [4], "modes": ["forward"],
+                             "metrics": ["time"], "timing": {"warmup_ms": 1, "rep_ms": 2, "min_reps": 3,
+                                                             "max_reps": 5}}, tmp_path / "peer.yaml")
+    run_points(sc.points(), tmp_path / "run", progress=False, roofline=False)
+    (row,) = read_rows(tmp_path / "run" / "results.jsonl")
+    assert row["status"] == "ok", row.get("reason")
+    assert row["peer"]["library"] == "spikingjelly" and row["peer"]["implementation"]
