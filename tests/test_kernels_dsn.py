@@ -9,7 +9,7 @@ pytest.importorskip("triton")
 from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
 
 from perfsuite import neurons
-from perfsuite.kernels.dsn import dsn_membrane
+from perfsuite.kernels.dsn import dsn_membrane, dsn_spikes
 from perfsuite.neurons.dsn import dsn_membrane_reference
 
 X_EX = torch.tensor([3.0, 1, 4, 0, 2, 5])[:, None]
@@ -74,6 +74,55 @@ def test_several_programs_and_tiles(T, M, C, k, block_n, bt):
     (r * go).sum().backward()
     for name, p, q in zip(("x", "weight", "bias"), ins, ref):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+FIRE_MODES = [
+    dict(spikes="integer", levels=4),
+    dict(spikes="binary"),                                           # levels 1, rect straight-through
+    dict(spikes="binary", surrogate="atan", surrogate_alpha=2.5),
+    dict(spikes="binary", surrogate="sigmoid"),
+]
+FUSED_SHAPES = [  # (T, M, C, k, block_n, bt): T = 1; k > T; k − 1 > bt (tile widened); T % bt != 0
+    (1, 3, 5, 3, 8, 4), (3, 2, 3, 5, 4, 2), (9, 1, 5, 6, 4, 2), (13, 5, 3, 2, 16, 4),
+]
+
+
+@pytest.mark.parametrize("fire", FIRE_MODES)
+@pytest.mark.parametrize("T,M,C,k,block_n,bt", FUSED_SHAPES)
+def test_fused_spikes_and_gradients_equal_reference(fire, T, M, C, k, block_n, bt):
+    """The fused forward (conv, decay, scan, fire in one pass) gives the spikes of the module's own rule
+    on the float64 loop, and the fused backward the gradients of x, weight and bias through it (odd
+    N = M·C, several programs, time tiles cut in the middle of the conv window)."""
+    g = torch.Generator().manual_seed(5)
+    ref = neurons.build("dsn", backend="reference", features=C, k=k, tau=0.5, **fire).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.randn(C, k, dtype=torch.float64, generator=g))
+        ref.bias.copy_(torch.randn(C, dtype=torch.float64, generator=g))
+    x = torch.rand(T, M, C, dtype=torch.float64, generator=g) * 6.0 - 1.0
+    ins = [t.detach().clone().requires_grad_(True) for t in (x, ref.weight, ref.bias)]
+    s = dsn_spikes(*ins, ref.tau, levels=ref.levels, surrogate=ref.surrogate, block_n=block_n, bt=bt)
+    xr = x.clone().requires_grad_(True)
+    r = ref(xr)
+    assert s.dtype == torch.float64 and torch.equal(s, r)
+    if fire["spikes"] == "integer":
+        assert r.max() > 1  # the levels above 1 are exercised
+    go = torch.randn(s.shape, dtype=torch.float64, generator=g)
+    (s * go).sum().backward()
+    (r * go).sum().backward()
+    for name, p, q in zip(("x", "weight", "bias"), ins, (xr, ref.weight, ref.bias)):
+        assert q.grad.abs().sum() > 0, f"grad {name} is zero: the case tests nothing"
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+def test_round_half_to_even_like_torch():
+    """Eq. 10's rounding in the kernel: ties go to the even level, as torch.round. k = 1, w = 0 and
+    bias −800 give log a = −800/τ, so a = 0 and H_t = X_t exactly."""
+    x = torch.tensor([0.5, 1.5, 2.5, 3.5, 4.5, 2.4999, 2.5001], dtype=torch.float64)[:, None]
+    w = torch.zeros(1, 1, dtype=torch.float64)
+    b = torch.full((1,), -800.0, dtype=torch.float64)  # log a = −800/τ: a = 0, 1 − a = 1, H_t = X_t
+    for t in range(x.shape[0]):
+        s = dsn_spikes(x[t:t + 1], w, b, 1.0, levels=4)
+        assert s.item() == torch.round(torch.clamp(x[t], 0, 4)).item(), f"x = {x[t].item()}"
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2), (torch.float16, 1e-2)])
