@@ -217,8 +217,8 @@ def test_specs_and_costs():
         # the GEMMs dominate at large T: forward FLOPs ≈ gemms·2·T²·N
         assert spec.flops(256, 1000) == pytest.approx(gemms * 2 * 256 ** 2 * 1000, rel=0.02)
         assert spec.flops(256, 1000, train=True) > 2 * spec.flops(256, 1000)
-        # bytes: X in, S out, each T×T matrix once
-        assert spec.min_bytes(16, 100, "fp32") == 2 * 4 * 16 * 100 + (gemms if name != "ipsu" else 2) * 4 * 256
+        # bytes: X in, S out, the learned T×T matrix once (the fixed geometric ones need no memory)
+        assert spec.min_bytes(16, 100, "fp32") == 2 * 4 * 16 * 100 + (0 if name == "psu" else 1) * 4 * 256
     assert neurons.info("ipsu").params["variant"] == "linear"
 
 

@@ -131,8 +131,10 @@ class HistoryState:
 def _cost(gemms_fwd: int, gemms_bwd: int, elem_fwd: int, elem_bwd: int, matrices: int, saved: int,
           learnable: bool) -> Cost:
     """Cost convention: a [T,T]x[T,N] GEMM is 2·T²·N FLOPs, elementwise work one FLOP per arithmetic op
-    (an exp counts one). Forward bytes: read X, write S (b per element each) and read each T×T matrix
-    once (b per entry). Backward bytes: read gS, write gX, read the matrices once more; ``saved`` fp32
+    (an exp counts one). Forward bytes: read X, write S (b per element each) and read each learned T×T
+    matrix once (b per entry; ``matrices`` counts them): the fixed A and K are geometric, so a fused
+    implementation runs them as O(T) recurrences and reads no T×T matrix for them (kernels/psu.py).
+    Backward bytes: read gS, write gX, read the learned matrices once more; ``saved`` fp32
     tensors of [T, N] written in the forward and read in the backward (8 bytes per element each); with
     learnable weights also read X again (for gW) and write gW, gb (b per entry)."""
     def bytes_bwd(T, N, b):
@@ -149,11 +151,11 @@ def _cost(gemms_fwd: int, gemms_bwd: int, elem_fwd: int, elem_bwd: int, matrices
 
 # PSU: fwd A·X, K·σ(U); σ (3), scale+subtract (2), threshold compare (2); bwd Kᵀ·gH, Aᵀ·gU; surrogate (6),
 # σ' (3), combine (2); saves U and H.
-_PSU_COST = _cost(2, 2, 7, 11, matrices=2, saved=2, learnable=False)
+_PSU_COST = _cost(2, 2, 7, 11, matrices=0, saved=2, learnable=False)
 # IPSU (either variant as coded: two GEMMs forward); bwd gX through both GEMMs + gW = gH·Xᵀ; "prob" adds σ.
-_IPSU_COST = _cost(2, 3, 6, 12, matrices=2, saved=2, learnable=True)
+_IPSU_COST = _cost(2, 3, 6, 12, matrices=1, saved=2, learnable=True)
 # RPSU: fwd A·X, tril(W)·X, K·σ(Z); bwd Aᵀ·gH, Kᵀ·gH, tril(W)ᵀ·gZ, gW = gZ·Xᵀ; saves Z and H.
-_RPSU_COST = _cost(3, 4, 7, 12, matrices=3, saved=2, learnable=True)
+_RPSU_COST = _cost(3, 4, 7, 12, matrices=1, saved=2, learnable=True)
 
 
 # --------------------------------------------------------------------------- modules
