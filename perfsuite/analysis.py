@@ -1,5 +1,6 @@
 """Analysis of stored rows: scaling fits, crossovers, speed-ups, backend ratios, roofline fractions,
-firing rates, extrapolation summaries, comparisons between runs and the papers' claims.
+firing rates, extrapolation summaries, comparisons between runs, the papers' claims and the kernel
+profiles (``perfsuite run --profile`` / ``perfsuite profile``).
 
 Everything works on the flat DataFrame of `perfsuite.results.to_frame` plus a ``run`` column (the run's
 label), so it runs anywhere the rows are, GPU or not. Each function returns a DataFrame; a quantity that
@@ -20,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .results import load_run, to_frame
+from .results import load_run, read_rows, results_path, to_frame
 
 #: fields that must match for two measurements to be compared
 SETTING = ["run", "mode", "precision", "workload", "device", "batch", "features"]
@@ -98,6 +99,37 @@ def frame(runs: Sequence[Run]) -> pd.DataFrame:
     for col in ("workload", "device", "precision", "mode"):
         df[col] = df[col].fillna("—")
     return df
+
+
+# ----------------------------------------------------------------------------------------- neuron order
+
+def _builtin_neurons() -> list[str]:
+    """perfsuite's own neurons in registry order (LIF first, then the PSN family, SPSN, the PSU family,
+    DSN); neurons registered from other modules (plugins) are left out. Empty when the registry cannot
+    be imported (a report is still built, in alphabetical order)."""
+    try:
+        from . import neurons
+    except ImportError:
+        return []
+    return [n for n in neurons.names() if neurons.neuron_class(n).__module__.startswith("perfsuite.")]
+
+
+def neuron_rank(names: Iterable[Any]) -> dict[str, int]:
+    """Sort rank of each distinct name: perfsuite's neurons in registry order, then any other (plugin,
+    unknown) name alphabetically. Tables and legends list neurons in this order."""
+    builtin = _builtin_neurons()
+    known = {n: i for i, n in enumerate(builtin)}
+    present = {n for n in names if isinstance(n, str)}
+    others = sorted(present - set(known))
+    ranks = {n: known[n] for n in present if n in known}
+    ranks.update({n: len(builtin) + i for i, n in enumerate(others)})
+    return ranks
+
+
+def neuron_order(names: Iterable[Any]) -> list[str]:
+    """The distinct neuron names of ``names`` in report order (see `neuron_rank`)."""
+    ranks = neuron_rank(names)
+    return sorted(ranks, key=ranks.__getitem__)
 
 
 def bench_ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -700,6 +732,50 @@ def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] | None = None) -> 
     return pd.DataFrame(recs)
 
 
+# -------------------------------------------------------------------------------------- kernel profiles
+
+PROFILE_COLUMNS = ["run", "source", "key", "neuron", "backend", "mode", "precision", "workload", "device", "batch",
+                   "features", "seq_len", "status", "identity", "detail", "kernels", "kernel_source", "trace",
+                   "reason"]
+#: where a profile block came from: a row of ``perfsuite run --profile`` or a line of ``perfsuite profile``
+PROFILE_SOURCES = ("run --profile", "perfsuite profile")
+_PROFILE_POINT_FIELDS = ("key", "neuron", "backend", "mode", "precision", "workload", "device", "batch", "features",
+                         "seq_len", "status")
+
+
+def _profile_record(run: Run, source: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    blk = row.get("profile")
+    rec = {k: row.get(k) for k in _PROFILE_POINT_FIELDS}
+    rec.update(run=run.label, source=source, identity=None, detail=None, kernels=[], kernel_source=None,
+               trace=None, reason=None)
+    if isinstance(blk, Mapping):
+        rec.update(identity=blk.get("identity"), detail=blk.get("detail"), kernels=list(blk.get("kernels") or []),
+                   kernel_source=blk.get("kernel_source"), trace=blk.get("trace"))
+    else:  # not profiled: the row says why (profile_reason in a run's row, status/reason in profiles.jsonl)
+        rec["reason"] = row.get("profile_reason") or (f"{row.get('status')}: {row.get('reason')}"
+                                                      if row.get("status") != "ok" else "no profile block")
+    return rec
+
+
+def kernel_profiles(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every profile block of the runs, one line per point and source: the ``profile`` block of rows
+    from ``perfsuite run --profile`` and the lines of ``profiles.jsonl`` (``perfsuite profile``) found
+    in a run's folder. Rows of a run made without ``--profile`` (no ``profile`` key) are not listed.
+    ``kernels`` is the block's list of top kernels/ops by self time; ``reason`` says why a point has
+    no block (not ok, or profiling failed)."""
+    from .profile import PROFILES_FILE
+
+    recs = []
+    for run in runs:
+        for row in run.rows:
+            if "profile" in row and row.get("kind", "bench") == "bench":
+                recs.append(_profile_record(run, PROFILE_SOURCES[0], row))
+        extra = results_path(run.path).parent / PROFILES_FILE
+        if extra.is_file():
+            recs += [_profile_record(run, PROFILE_SOURCES[1], row) for row in read_rows(extra)]
+    return pd.DataFrame(recs, columns=PROFILE_COLUMNS)
+
+
 # ---------------------------------------------------------------------------------------------- bundle
 
 @dataclass
@@ -719,6 +795,7 @@ class Analysis:
     not_ok: pd.DataFrame
     comparison: pd.DataFrame
     extra: dict[str, Any] = field(default_factory=dict)
+    profiles: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROFILE_COLUMNS))
 
 
 def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boot: int = 2000,
@@ -730,4 +807,4 @@ def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boo
                     crossovers=crossovers(df), backends=backend_ratios(df), roofline=roofline_fractions(df, envs),
                     activity=activity_summary(df), extrapolation=extrapolation_summary(df),
                     claims=evaluate_claims(df, claims), not_ok=not_ok(df), comparison=compare_runs(df),
-                    extra={"n_boot": n_boot})
+                    extra={"n_boot": n_boot}, profiles=kernel_profiles(runs))

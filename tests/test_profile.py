@@ -167,3 +167,146 @@ def test_cli_profile_writes_rows_and_traces(tmp_path):
     for args, message in [(["--match", "psn/"], "no point"), ([], "already holds")]:
         r = CliRunner().invoke(app, ["profile", str(tmp_path / "tiny.yaml"), "--out", str(out), *args])
         assert r.exit_code == 2 and message in r.output, r.output
+
+
+# ------------------------------------------------------------------------ perfsuite run --profile
+TINY_RUN = {"name": "tiny_profile", "device": "cpu", "seed": 0, "neurons": ["lif"], "backends": ["eager", "compiled"],
+            "seq_lens": [8], "batch": [1], "features": [4], "precisions": ["fp32"], "modes": ["forward"],
+            "metrics": ["time"], "timing": {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 5}}
+
+
+def test_run_profile_puts_a_profile_block_in_each_row_and_the_report_shows_it(tmp_path):
+    """A real run with --profile (spawned worker, eager + compiled with the test's aot_eager backend)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from perfsuite.cli import app
+    from perfsuite.results import load_run
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RUN))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "tiny.yaml"), "--out", str(out), "--profile", "--no-progress",
+                                 "--no-roofline"])
+    assert r.exit_code == 0, r.output
+    env, rows = load_run(out)
+    assert env["command"].endswith("--profile")
+    assert [(row["backend"], row["status"]) for row in rows] == [("eager", "ok"), ("compiled", "ok")]
+    for row in rows:
+        blk = row["profile"]
+        assert row["time"]["n"] >= 3  # the timing is there beside the profile
+        assert blk["identity"] == "ok", blk["detail"]
+        trace = out / blk["trace"]
+        assert trace.is_file() and trace.parent.name == prof.point_slug(row["key"])
+        assert blk["kernels"] and blk["kernel_source"] == "cpu_ops" and blk["steps"] == prof.DEFAULT_STEPS
+        # the block is what the trace on disk says (the report can recompute it without the worker)
+        events = prof.load_trace(trace)
+        assert [k["name"] for k in blk["kernels"]] == [k["name"] for k in prof.kernel_summary(events)["rows"]]
+    by = {row["backend"]: row["profile"] for row in rows}
+    assert "compiled region ran" in by["compiled"]["detail"]
+    assert any(k["name"].startswith(prof.COMPILED_REGION) for k in by["compiled"]["kernels"])
+    assert not any(k["name"].startswith(prof.COMPILED_REGION) for k in by["eager"]["kernels"])
+    md = (out / "report.md").read_text()
+    section = md.split("## Kernels and backend identity", 1)[1].split("\n## ", 1)[0]
+    assert "2 profiled point(s): identity ok 2, mismatch 0, unverified 0." in section
+    for backend in ("eager", "compiled"):
+        assert f"| lif | {backend} | forward | fp32 · layer · B=1 F=4 | 8 | run --profile | ok |" in section
+        assert by[backend]["trace"] in section
+    assert 'id="kernels"' in (out / "report.html").read_text()
+
+
+def test_profiling_failure_keeps_the_timing_row(tmp_path):
+    """A real run whose traces cannot be written (``traces`` is a file): rows stay ok with their times,
+    ``profile`` is null and ``profile_reason`` says why."""
+    from perfsuite.results import read_rows
+    from perfsuite.runner import run_points
+    from perfsuite.scenario import scenario_from_dict
+
+    points = scenario_from_dict({**TINY_RUN, "backends": ["eager"]}).points()
+    (tmp_path / prof.TRACE_DIR).write_text("not a folder")
+    result = run_points(points, tmp_path, progress=False, roofline=False, profile=True)
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert result.counts["ok"] == len(rows) == 1
+    row = rows[0]
+    assert row["status"] == "ok" and row["time"]["median_ms"] > 0
+    assert row["profile"] is None
+    assert row["profile_reason"].startswith("profiling failed (error): ") and "traces" in row["profile_reason"]
+
+
+class _FakeWorker:
+    """Stands in for the worker process: answers a profile request with ``answer`` or raises it."""
+
+    def __init__(self, answer):
+        self.answer, self.requests = answer, []
+        self.proc = self  # Runner._get_worker asks proc.is_alive()
+
+    def is_alive(self):
+        return True
+
+    def call(self, request, timeout):
+        self.requests.append((request[0], timeout))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+    def kill(self):
+        pass
+
+
+@pytest.mark.parametrize("answer,reason,dropped", [
+    ({"profile": {"identity": "ok"}}, None, False),
+    ({"profile": None, "profile_reason": "profiling failed (error): X"}, "profiling failed (error): X", True),
+    ("died", "profiling failed: the worker process died from signal SIGKILL", True),
+    ("timeout", "profiling exceeded limits.timeout_s = 8 s; the worker was killed", True),
+])
+def test_runner_profile_step_never_loses_the_row(tmp_path, answer, reason, dropped):
+    from perfsuite.runner import Runner, WorkerDied, WorkerTimeout
+    from perfsuite.scenario import scenario_from_dict
+
+    point = scenario_from_dict({**TINY_RUN, "backends": ["eager"], "limits": {"timeout_s": 8}}).points()[0]
+    if answer == "died":
+        answer = WorkerDied("the worker process died from signal SIGKILL")
+    elif answer == "timeout":
+        answer = WorkerTimeout("no answer within 8 s")
+    runner = Runner(tmp_path, profile=True, progress=False)
+    runner._worker = worker = _FakeWorker(answer)
+    row = {"status": "ok", "time": {"median_ms": 1.0}}
+    assert runner._profile(point, row) is False
+    assert worker.requests == [("profile", 8)]
+    assert row["time"] == {"median_ms": 1.0}
+    assert row.get("profile_reason") == reason and (row["profile"] is None) == (reason is not None)
+    assert (runner._worker is None) == dropped  # a failed profile replaces the worker
+    # a point that did not run is not profiled, and the row says so
+    skipped = {"status": "skipped"}
+    assert runner._profile(point, skipped) is False
+    assert skipped == {"status": "skipped", "profile": None, "profile_reason": "not profiled: point status skipped"}
+
+
+def test_ctrl_c_while_profiling_still_writes_the_row(tmp_path):
+    from perfsuite.runner import Runner
+    from perfsuite.scenario import scenario_from_dict
+
+    point = scenario_from_dict({**TINY_RUN, "backends": ["eager"]}).points()[0]
+    runner = Runner(tmp_path, profile=True, progress=False)
+    runner._worker = _FakeWorker(KeyboardInterrupt())
+    row = {"status": "ok"}
+    assert runner._profile(point, row) is True
+    assert row["profile"] is None and "interrupted" in row["profile_reason"]
+
+
+def test_perfsuite_profile_and_run_profile_share_profile_workload(tmp_path, monkeypatch):
+    """Both commands trace a point through profile_workload (one path): profile_points calls it, and so
+    does the runner's worker hook."""
+    from perfsuite.scenario import scenario_from_dict
+
+    point = scenario_from_dict({**TINY_RUN, "backends": ["eager"]}).points()[0]
+    seen = []
+
+    def fake(p, run_dir, **options):
+        seen.append((p.key, options))
+        return {"identity": "ok"}
+
+    monkeypatch.setattr(prof, "profile_workload", fake)
+    assert prof.profile_after_timing(point, tmp_path) == {"profile": {"identity": "ok"}}
+    rows = prof.profile_points([point], tmp_path, steps=2)
+    assert rows[0]["profile"] == {"identity": "ok"}
+    assert seen == [(point.key, {}), (point.key, {"steps": 2, "warmup": prof.DEFAULT_WARMUP, "top": prof.DEFAULT_TOP})]

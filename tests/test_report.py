@@ -207,3 +207,125 @@ def test_extrapolation_failures_are_reported(one_run):
     bad = md.split("## Points not ok", 1)[1]
     assert "| unsupported | weights tied to T=64 | masked_psn |" in bad
     assert "| ok | non-finite loss (training or evaluation) | lif |" in bad
+
+
+# -------------------------------------------------------------------- kernels and backend identity
+def test_without_profiles_the_kernel_section_says_how_to_get_them(one_run):
+    run, html = one_run
+    md = (run / "report.md").read_text()
+    section = md.split("## Kernels and backend identity", 1)[1].split("\n## ", 1)[0]
+    assert "no profiler traces in this run" in section
+    assert "`perfsuite run SCENARIO --profile`" in section and "`perfsuite profile SCENARIO --out RUN_DIR`" in section
+    assert "kernels" in _parse(html.read_text()).ids
+
+
+def _block(identity, detail, kernels, source="gpu_kernels"):
+    """A profile block shaped like perfsuite.profile.profile_point's (synthetic numbers)."""
+    return {"trace": "traces/x/perfsuite.1.pt.trace.json", "tensorboard_logdir": "traces", "identity": identity,
+            "detail": detail, "kernel_source": source, "steps": 3,
+            "kernels": [{"name": n, "calls": 3, "self_us": 10.0 * s, "share": s} for n, s in kernels]}
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory):
+    """A synthetic run whose rows carry profile blocks (as `run --profile` writes them), one of them a
+    mismatch and one a failed profile, plus a profiles.jsonl (as `perfsuite profile` writes it)."""
+    import json
+
+    from perfsuite.profile import PROFILES_FILE
+    from perfsuite.results import append_row, read_rows
+
+    d = tmp_path_factory.mktemp("prof")
+    run = make_run(d / "run", neurons=("lif", "psn"), backends=("eager", "compiled", "triton"), seq_lens=(64, 128),
+                   modes=("forward",), samples=5)
+    rows = read_rows(run / "results.jsonl")
+    blocks = {"eager": _block("ok", "no perfsuite kernel, no generated code", [("elementwise_kernel", 0.6)]),
+              "compiled": _block("ok", "compiled region ran generated code: triton_poi_fused_0",
+                                 [("triton_poi_fused_0", 0.7), ("gemm_kernel", 0.3)]),
+              "triton": _block("mismatch", "none of perfsuite's Triton kernels launched; launched: gemm_kernel",
+                               [("gemm_kernel", 0.9), ("a", 0.02), ("b", 0.02), ("c", 0.02), ("d", 0.02),
+                                ("e", 0.01), ("f", 0.01)])}
+    (run / "results.jsonl").unlink()
+    for r in rows:
+        if r["neuron"] == "psn" and r["backend"] == "triton" and r["seq_len"] == 128:
+            r.update(profile=None, profile_reason="profiling failed (error): RuntimeError: synthetic")
+        else:
+            r["profile"] = json.loads(json.dumps(blocks[r["backend"]]))
+        append_row(run / "results.jsonl", r)
+    extra = {k: v for k, v in rows[0].items() if k in ("kind", "key", "neuron", "backend", "seq_len", "batch",
+                                                        "features", "precision", "mode", "workload", "device")}
+    append_row(run / PROFILES_FILE, {**extra, "status": "ok", "reason": None,
+                                     "profile": _block("ok", "no compiled region in the eager trace",
+                                                       [("aten::mul", 0.5)], source="cpu_ops")})
+    html = build_report([run], **FAST)
+    return run, html
+
+
+def test_kernel_section_from_row_blocks_and_profiles_jsonl(profiled_run):
+    run, _ = profiled_run
+    md = (run / "report.md").read_text()
+    section = md.split("## Kernels and backend identity", 1)[1].split("\n## ", 1)[0]
+    # 12 rows with a block or a reason, plus the profiles.jsonl line
+    assert "13 profiled point(s): identity ok 9, mismatch 3, unverified 0; no profile 1 (reasons in the table)." \
+        in section
+    lines = [ln for ln in section.splitlines() if ln.startswith("| lif") or ln.startswith("| psn")]
+    assert len(lines) == 13
+    assert ("| lif | compiled | forward | fp32 · layer · B=8 F=128 | 64 | run --profile | ok | compiled region ran "
+            "generated code: triton_poi_fused_0 | GPU kernels | triton_poi_fused_0 70 %; gemm_kernel 30 % |") in section
+    assert ("| lif | eager | forward | fp32 · layer · B=8 F=128 | 64 | perfsuite profile | ok | no compiled region in "
+            "the eager trace | CPU ops | aten::mul 50 % |") in section
+    # the top 5 are listed, the rest counted
+    assert "gemm_kernel 90 %; a 2 %; b 2 %; c 2 %; d 2 %; +2 more in the profile block" in section
+    assert "| psn | triton | forward | fp32 · layer · B=8 F=128 | 128 | run --profile | — | profiling failed (error): " \
+           "RuntimeError: synthetic | — | — | — |" in section
+    # rows in neuron order, then backend, then T; the row's block before the profiles.jsonl line
+    order = [tuple(c.strip() for c in ln.split("|")[1:7:1]) for ln in lines]
+    keys = [(o[0], o[1], int(o[4]), o[5]) for o in order]
+    assert keys == sorted(keys, key=lambda k: (["lif", "psn"].index(k[0]), k[1], k[2], k[3] != "run --profile"))
+
+
+def test_identity_mismatch_is_highlighted_in_markdown_and_html(profiled_run):
+    run, html = profiled_run
+    md = (run / "report.md").read_text()
+    section = md.split("## Kernels and backend identity", 1)[1].split("\n## ", 1)[0]
+    alert = [ln for ln in section.splitlines() if ln.startswith("> **⚠ mismatch: at 3 point(s)")]
+    assert len(alert) == 1
+    for T in (64, 128):
+        assert f"lif/triton/forward T={T}: none of perfsuite's Triton kernels launched" in alert[0]
+    assert section.count("| ⚠ mismatch |") == 3
+    text = html.read_text()
+    assert text.count('<td class="identity-mismatch">⚠ mismatch</td>') == 3
+    assert '<p class="alert">⚠ mismatch: at 3 point(s)' in text
+
+
+# ---------------------------------------------------------------------------------- neuron order
+def test_neurons_are_listed_in_registry_order_in_tables_and_legends(tmp_path):
+    from perfsuite import analysis as A
+    from perfsuite.neurons import names
+    from perfsuite.report import plots
+
+    plugin = "tests.plugins.some:Neuron"
+    given = ("dsn", "zeta_plugin", "spsn", plugin, "psu", "psn", "plif", "lif")
+    expected = [n for n in names() if n in given] + sorted([plugin, "zeta_plugin"])
+    assert expected[:6] == ["lif", "plif", "psn", "spsn", "psu", "dsn"]
+    assert A.neuron_order(given) == expected
+    run = make_run(tmp_path / "run", neurons=given, backends=("eager", "compiled"), seq_lens=(64, 128),
+                   modes=("forward",), samples=3)
+    build_report([run], **FAST)
+    md = (run / "report.md").read_text()
+
+    def first_column(section_title, caption):
+        part = md.split(section_title, 1)[1].split(caption, 1)[1].split("\n\n", 2)[1]
+        return [ln.split("|")[1].strip() for ln in part.splitlines()[2:] if ln.startswith("|")]
+
+    assert first_column("## Headline", "**Best time") == expected
+    assert first_column("## Firing rates and energy", "**Medians") == expected
+    backends = first_column("## Backend comparison", "**Speed-up of each backend")
+    assert list(dict.fromkeys(backends)) == expected
+    # the figures' legend and colours follow the same order
+    an = A.analyse(A.load_runs([run]), n_boot=0)
+    ok = A.bench_ok(an.df)
+    fig = plots._facet(ok, A.TIME, "ms", plots._palette(ok["neuron"]), ["compiled", "eager"], "t")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:len(expected)] == expected
+    assert list(plots._palette(ok["neuron"])) == expected

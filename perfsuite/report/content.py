@@ -20,12 +20,25 @@ from .. import analysis as A
 
 DASH = "—"
 MODE_ORDER = {"forward": 0, "train": 1, "step": 2}
+#: the identity cell of a point whose trace contradicts its backend label (HTML colours it)
+MISMATCH = "⚠ mismatch"
+#: kernels listed per profiled point (the block keeps up to `perfsuite.profile.DEFAULT_TOP`)
+KERNELS_SHOWN = 5
 
 
 @dataclass
 class Paragraph:
     text: str
     kind: str = "paragraph"
+
+
+@dataclass
+class Alert:
+    """A paragraph the reader must not miss (e.g. a backend identity mismatch): bold in Markdown, a
+    coloured box in HTML."""
+
+    text: str
+    kind: str = "alert"
 
 
 @dataclass
@@ -118,8 +131,8 @@ def setting_label(row: Any) -> str:
 
 
 def _in_order(an: A.Analysis, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """``df`` sorted by ``cols``, runs in the order they were given (not alphabetically) and modes as
-    forward, train, step."""
+    """``df`` sorted by ``cols``, runs in the order they were given (not alphabetically), modes as
+    forward, train, step, and neurons (``neuron``, ``other``) in registry order (`analysis.neuron_rank`)."""
     runs = {r.label: i for i, r in enumerate(an.runs)}
 
     def key(col: pd.Series) -> pd.Series:
@@ -127,6 +140,8 @@ def _in_order(an: A.Analysis, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame
             return col.astype(str).map(runs)
         if col.name == "mode":
             return col.map(lambda m: (MODE_ORDER.get(m, 9)))
+        if col.name in ("neuron", "other"):
+            return col.map(A.neuron_rank(col.unique()))
         return col
 
     return df.sort_values(cols, key=key)
@@ -202,7 +217,7 @@ def headline_section(an: A.Analysis) -> Section:
     for gk, g in sp.groupby(group_keys, observed=True, sort=False):
         info = dict(zip(group_keys, gk))
         Ts = sorted(g["seq_len"].unique())
-        neurons = sorted(g["neuron"].unique(), key=lambda n: (n not in A.BASELINES, n))
+        neurons = A.neuron_order(g["neuron"].unique())
         fails = failed[(failed["run"] == info["run"]) & (failed["mode"] == info["mode"]) &
                        (failed["precision"] == info["precision"]) & (failed["batch"] == info["batch"]) &
                        (failed["features"] == info["features"])]
@@ -305,7 +320,7 @@ def backends_section(an: A.Analysis) -> Section:
     several = len(an.runs) > 1
     rows = []
     keys = ["run", "neuron", "mode", "precision", "workload", "batch", "features", "backend", "over"]
-    for gk, g in br.groupby(keys, observed=True, sort=True):
+    for gk, g in _in_order(an, br, keys).groupby(keys, observed=True, sort=False):
         info = dict(zip(keys, gk))
         g = g.sort_values("seq_len")
         geo = float(np.exp(np.log(g["ratio"]).mean()))
@@ -462,8 +477,10 @@ def comparison_section(an: A.Analysis) -> Section | None:
     ratio_cols = [f"ratio: {r}" for r in labels[1:]]
     sec.blocks.append(Paragraph(f"Ratios are each run's median time over {labels[0]}'s at the same point "
                                 "(< 1 = faster than the first run)."))
+    cmp_ = _in_order(an, cmp_, ["neuron", "backend", "mode", "precision", "workload", "batch", "features",
+                                "seq_len"])
     summ = []
-    for gk, g in cmp_.groupby(["neuron", "backend", "mode", "precision"], sort=True):
+    for gk, g in cmp_.groupby(["neuron", "backend", "mode", "precision"], sort=False):
         cells = []
         for rc in ratio_cols:
             v = g[rc].dropna()
@@ -481,10 +498,79 @@ def comparison_section(an: A.Analysis) -> Section | None:
     return sec
 
 
+def _kernels_cell(kernels: list[dict[str, Any]]) -> str:
+    """``name share`` of the first `KERNELS_SHOWN` kernels/ops of a profile block, by self time."""
+    if not isinstance(kernels, list) or not kernels:
+        return DASH
+    cells = [f"{k.get('name')} {fmt_pct(k.get('share'))}" for k in kernels[:KERNELS_SHOWN]]
+    more = len(kernels) - KERNELS_SHOWN
+    return "; ".join(cells) + (f"; +{more} more in the profile block" if more > 0 else "")
+
+
+_KERNEL_SOURCE = {"gpu_kernels": "GPU kernels", "cpu_ops": "CPU ops"}
+
+
+def kernels_section(an: A.Analysis) -> Section:
+    """Per profiled point: the backend identity verdict and the top kernels by self time, from rows of
+    ``perfsuite run --profile`` and from ``profiles.jsonl`` (``perfsuite profile``) in a run folder."""
+    sec = Section("kernels", "Kernels and backend identity")
+    kp = an.profiles
+    if kp.empty:
+        sec.blocks.append(Paragraph(
+            f"{DASH} no profiler traces in {'this run' if len(an.runs) == 1 else 'these runs'}. Record them with "
+            "`perfsuite run SCENARIO --profile` (each point is traced after it is timed; the row gets the "
+            "kernel summary) or `perfsuite profile SCENARIO --out RUN_DIR` (writes `profiles.jsonl` into the run "
+            "folder), then rebuild the report with `perfsuite report RUN_DIR`."))
+        return sec
+    sec.blocks.append(Paragraph(
+        "Each profiled point ran a few calls under torch.profiler after its timing (the trace never affects the "
+        "timed numbers). Identity checks the backend label against the trace: `triton` must launch perfsuite's "
+        "own Triton kernels, `compiled` must run the compiled region (and, with Inductor, generated kernels) but "
+        "none of perfsuite's kernels, `eager` and `reference` neither. `unverified`: the trace cannot tell (on a "
+        "CPU the Triton interpreter's launches are not recorded; peer libraries have no rule). Top kernels: "
+        "self time summed over the profiled calls, as a share of the trace's total self time (GPU kernels when "
+        "the trace has any, else CPU ops)."))
+    ids = kp["identity"]
+    counts = {v: int((ids == v).sum()) for v in ("ok", "mismatch", "unverified")}
+    missing = int(ids.isna().sum())
+    sec.blocks.append(Paragraph(
+        f"{len(kp)} profiled point(s): identity ok {counts['ok']}, mismatch {counts['mismatch']}, unverified "
+        f"{counts['unverified']}" + (f"; no profile {missing} (reasons in the table)" if missing else "") + "."))
+    bad = kp[ids == "mismatch"]
+    if not bad.empty:
+        items = "; ".join(f"{r['neuron']}/{r['backend']}/{r['mode']} T={fmt_int(r['seq_len'])}: {r['detail']}"
+                          for _, r in _in_order(an, bad, ["run", "neuron", "backend", "mode"]).iterrows())
+        sec.blocks.append(Alert(f"{MISMATCH}: at {len(bad)} point(s) the trace shows something other than "
+                                    f"the backend on the row, so their times are not that backend's: {items}"))
+    several = len(an.runs) > 1
+    kp = kp.assign(_T=pd.to_numeric(kp["seq_len"], errors="coerce"),
+                   _source=kp["source"].map({s: i for i, s in enumerate(A.PROFILE_SOURCES)}))
+    kp = _in_order(an, kp, ["run", "mode", "precision", "neuron", "backend", "_T", "_source"])
+    rows, notes = [], set()
+    for _, r in kp.iterrows():
+        identity = r["identity"] if isinstance(r["identity"], str) else DASH
+        what = next((v for v in (r["detail"], r["reason"]) if isinstance(v, str) and v), DASH)
+        if identity == DASH:
+            notes.add(f"{DASH} identity: the point has no trace (its status, or why profiling failed, is shown)")
+        settings = f"{r['precision']} · {r['workload']} · B={fmt_int(r['batch'])} F={fmt_int(r['features'])}"
+        rows.append(([str(r["run"])] if several else []) + [
+            str(r["neuron"]), str(r["backend"]), str(r["mode"]), settings, fmt_int(r["_T"]), str(r["source"]),
+            MISMATCH if identity == "mismatch" else identity, what,
+            _KERNEL_SOURCE.get(r["kernel_source"], DASH), _kernels_cell(r["kernels"]),
+            r["trace"] if isinstance(r["trace"], str) else DASH])
+    notes.add("Trace: a Chrome/Perfetto file relative to the run folder (open it in https://ui.perfetto.dev); "
+              "`traces/` is also a TensorBoard profiler logdir.")
+    sec.blocks.append(Table((["run"] if several else []) + [
+        "neuron", "backend", "mode", "settings", "T", "from", "identity", "what ran", "kernels of",
+        f"top {KERNELS_SHOWN} by self time (share)", "trace"], rows,
+        caption="Backend identity and top kernels per profiled point", notes=sorted(notes)))
+    return sec
+
+
 def build_content(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Report:
     """All sections of the report, in reading order."""
     sections = [environment_section(an), headline_section(an), scaling_section(an, figures, missing),
-                backends_section(an), roofline_section(an), activity_section(an),
+                backends_section(an), kernels_section(an), roofline_section(an), activity_section(an),
                 extrapolation_section(an, figures), claims_section(an), not_ok_section(an),
                 comparison_section(an)]
     labels = " vs ".join(r.label for r in an.runs)

@@ -7,7 +7,7 @@ import re
 
 from markupsafe import Markup, escape
 
-from .content import Report
+from .content import MISMATCH, Report
 from .templating import environment
 
 _VERDICTS = ("consistent", "contradicts", "lower than paper", "higher than paper", "inconclusive", "not measured")
@@ -19,7 +19,9 @@ def _inline_code(text: object) -> Markup:
 
 
 def _verdict_class(cell: object) -> Markup:
-    """A class attribute colouring the claims table's verdict cells."""
+    """A class attribute colouring the claims table's verdict cells and identity mismatches."""
+    if cell == MISMATCH:
+        return Markup(' class="identity-mismatch"')
     if cell in _VERDICTS:
         return Markup(f' class="verdict-{str(cell).split()[0]}"')
     return Markup("")

@@ -54,8 +54,8 @@ def _log_axes(ax, xs) -> None:
 
 
 def _palette(neurons) -> dict[str, tuple]:
-    """One colour per neuron, stable across every figure of a report."""
-    names = sorted(set(neurons))
+    """One colour per neuron, stable across every figure of a report (neurons in registry order)."""
+    names = A.neuron_order(neurons)
     colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
     return dict(zip(names, colours))
 
@@ -88,12 +88,12 @@ def _facet(df: pd.DataFrame, y: str, ylabel: str, palette: dict, backends: list[
             else:
                 sns.lineplot(data=d, x=x, y=y, hue="neuron", style="backend", palette=palette, dashes=dashes,
                              markers=markers, estimator="median", errorbar=None, ax=ax, legend=False,
-                             hue_order=sorted(d["neuron"].unique()), style_order=backends)
+                             hue_order=A.neuron_order(d["neuron"].unique()), style_order=backends)
                 _log_axes(ax, d[x])
             ax.set_title(f"{m} · {s}", fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
-    _legend(fig, palette, sorted(df["neuron"].unique()), backends, dashes, markers)
+    _legend(fig, palette, A.neuron_order(df["neuron"].unique()), backends, dashes, markers)
     fig.suptitle(title, fontsize=11)
     return fig
 
@@ -183,7 +183,7 @@ def _extrapolation_figure(d: pd.DataFrame, palette: dict, label: str) -> MplFigu
     for ax, (task, L) in zip(axes, panels):
         g = d[(d["task"].astype(str) == task) & (d["train_len"] == L)]
         sns.lineplot(data=g, x="eval_len", y="loss", hue="neuron", palette=palette, marker="o", estimator="median",
-                     errorbar=None, ax=ax, legend=False, hue_order=sorted(g["neuron"].unique()))
+                     errorbar=None, ax=ax, legend=False, hue_order=A.neuron_order(g["neuron"].unique()))
         opt = pd.to_numeric(g["optimal_loss"], errors="coerce")
         if opt.notna().any():
             o = g.assign(_o=opt).groupby("eval_len")["_o"].median()
@@ -197,7 +197,7 @@ def _extrapolation_figure(d: pd.DataFrame, palette: dict, label: str) -> MplFigu
         ax.set_ylabel("loss")
     from matplotlib.lines import Line2D
 
-    neurons = sorted(d["neuron"].unique())
+    neurons = A.neuron_order(d["neuron"].unique())
     handles = [Line2D([], [], color=palette[n], marker="o", label=n) for n in neurons]
     handles += [Line2D([], [], color="black", ls="--", label="optimal loss"),
                 Line2D([], [], color="0.4", ls=":", label="training length")]
