@@ -1,9 +1,9 @@
 """Triton gated linear recurrence ``H_t = a_t·H_{t−1} + b_t`` over time, for [T, N] layouts.
 
-The Triton counterpart of `perfsuite.neurons.scan.linear_scan` (which works on ``log a``); DSN, PSU and
-SPSN kernels build on it. Inputs are the decays ``a`` and the inputs ``b`` themselves ([T, N], any
-float dtype), ``H_0`` = 0 or a given ``h0`` [N]; H is returned in the compute dtype (fp32 for
-fp32/bf16/fp16 inputs, fp64 for fp64 inputs).
+The Triton counterpart of `perfsuite.neurons.scan.linear_scan` (which works on ``log a``); the SPSN
+kernel builds on it (DSN and the PSU family fuse their recurrences into their own kernels). Inputs are
+the decays ``a`` and the inputs ``b`` themselves ([T, N], any float dtype), ``H_0`` = 0 or a given
+``h0`` [N]; H is returned in the compute dtype (fp32 for fp32/bf16/fp16 inputs, fp64 for fp64 inputs).
 
 Forward, per program = a block of neurons, H in registers: the same one-pass design as `kernels.lif`
 — time is cut into register tiles of BT steps, and the next tile's loads are issued before the current
