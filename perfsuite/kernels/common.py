@@ -69,6 +69,15 @@ class Launch:
     bt: int
     num_warps: int
 
+    def grid(self, n: int) -> tuple[int]:
+        """One program per block of ``n`` neurons."""
+        return (triton.cdiv(n, self.block),)
+
+    def meta(self, like: torch.Tensor) -> dict:
+        """The launch keywords every [T, N] kernel takes: BLOCK, BT, CD (the compute dtype of
+        ``like``) and num_warps."""
+        return {"BLOCK": self.block, "BT": self.bt, "CD": tl_compute_dtype(like), "num_warps": self.num_warps}
+
 
 def _pow2(name: str, value: int) -> int:
     if not isinstance(value, int) or value < 1 or value & (value - 1):
@@ -95,6 +104,27 @@ def launch_config(x: torch.Tensor, n: int, block_n: int | None = None, bt: int |
 
 
 @triton.jit
+def program_columns(N, BLOCK: tl.constexpr):
+    """(program id, its [BLOCK] neuron columns, mask of the columns < N) of a [T, N] kernel."""
+    pid = tl.program_id(0).to(tl.int64)
+    cols = pid * BLOCK + tl.arange(0, BLOCK)
+    return pid, cols, cols < N
+
+
+@triton.jit
+def tile_at(t0, rows, cols, cmask, N, T):
+    """(offsets, mask) of the [BT, BLOCK] tile of time steps t0 + rows and columns ``cols`` of a
+    contiguous [T, N] matrix; steps outside 0 ≤ t < T and columns ≥ N are masked (loads read 0).
+
+    Forward kernels walk t0 = 0, BT, …; backward kernels walk the tiles in reverse and prefetch the
+    tile at t0 − BT (< 0 before the first tile)."""
+    t = t0 + rows
+    off = t.to(tl.int64)[:, None] * N + cols[None, :]
+    m = ((t >= 0) & (t < T))[:, None] & cmask[None, :]
+    return off, m
+
+
+@triton.jit
 def tile_row(tile, rows, i: tl.constexpr):
     """Row ``i`` (a compile-time index) of a [BT, BLOCK] register tile, as a [BLOCK] vector.
 
@@ -108,6 +138,17 @@ def tile_row(tile, rows, i: tl.constexpr):
 def tile_set(tile, rows, i: tl.constexpr, value):
     """``tile`` with row ``i`` replaced by the [BLOCK] vector ``value`` (see `tile_row`)."""
     return tl.where(rows[:, None] == i, value[None, :], tile)
+
+
+@triton.jit
+def tile_row_lag(cur, prev, rows, i: tl.constexpr, lag: tl.constexpr, BT: tl.constexpr):
+    """Row i − lag of the time axis, counted from the current tile ``cur`` (i ≥ lag) or reaching
+    back into the previous tile ``prev`` (lag ≤ BT): x_{t0+i−lag}, or H_{t−1} at lag 1."""
+    if i >= lag:
+        v = tile_row(cur, rows, i - lag)
+    else:
+        v = tile_row(prev, rows, BT + i - lag)
+    return v
 
 
 def surrogate_args(s: Surrogate) -> tuple[int, float, float]:

@@ -34,12 +34,14 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    program_columns,
     scalars,
     surrogate_args,
     surrogate_grad,
+    tile_at,
     tile_row,
+    tile_row_lag,
     tile_set,
-    tl_compute_dtype,
 )
 
 
@@ -47,24 +49,20 @@ from .common import (
 def _lif_fwd_kernel(x_ptr, s_ptr, h_ptr, p_ptr, T, N,
                     DECAY_INPUT: tl.constexpr, SOFT: tl.constexpr, STORE_H: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     k = tl.load(p_ptr + 0)
     v_th = tl.load(p_ptr + 1)
     v_reset = tl.load(p_ptr + 2)
     v = tl.zeros([BLOCK], CD) + v_reset
 
-    t_next = rows
-    nxt = tl.load(x_ptr + t_next.to(tl.int64)[:, None] * N + cols[None, :],
-                  mask=(t_next < T)[:, None] & cmask[None, :], other=0.0)
+    off, m = tile_at(0, rows, cols, cmask, N, T)
+    nxt = tl.load(x_ptr + off, mask=m, other=0.0)
     for t0 in tl.range(0, T, BT):
         cur = nxt.to(CD)
         # issue the next tile's loads before the serial chain of this one
-        t_next = t0 + BT + rows
-        nxt = tl.load(x_ptr + t_next.to(tl.int64)[:, None] * N + cols[None, :],
-                      mask=(t_next < T)[:, None] & cmask[None, :], other=0.0)
+        off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
+        nxt = tl.load(x_ptr + off, mask=m, other=0.0)
         s_tile = tl.zeros([BT, BLOCK], CD)
         h_tile = tl.zeros([BT, BLOCK], CD)
         for i in tl.static_range(BT):
@@ -81,9 +79,7 @@ def _lif_fwd_kernel(x_ptr, s_ptr, h_ptr, p_ptr, T, N,
             s_tile = tile_set(s_tile, rows, i, spike.to(CD))
             if STORE_H:
                 h_tile = tile_set(h_tile, rows, i, h)
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_cur < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
         tl.store(s_ptr + off, s_tile.to(s_ptr.dtype.element_ty), mask=m)
         if STORE_H:
             tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
@@ -94,9 +90,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
                     DECAY_INPUT: tl.constexpr, SOFT: tl.constexpr, DETACH: tl.constexpr,
                     SG: tl.constexpr, NEED_GK: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     k = tl.load(p_ptr + 0)
     v_th = tl.load(p_ptr + 1)
@@ -107,9 +101,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
     gk_acc = tl.zeros([BLOCK], CD)   # per-neuron dL/dk
 
     n_tiles = tl.cdiv(T, BT)
-    t_next = (n_tiles - 1) * BT + rows
-    off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (t_next < T)[:, None] & cmask[None, :]
+    off, m = tile_at((n_tiles - 1) * BT, rows, cols, cmask, N, T)
     n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
     n_h = tl.load(h_ptr + off, mask=m, other=0.0)
     if NEED_GK and DECAY_INPUT:
@@ -121,13 +113,13 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
         if NEED_GK and DECAY_INPUT:
             c_x = n_x.to(CD)
         # prefetch the tile before this one (earlier in time); none before t = 0
-        t_next = t0 - BT + rows
-        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_next >= 0)[:, None] & cmask[None, :]
+        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
         n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)
         if NEED_GK and DECAY_INPUT:
             n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+        if NEED_GK:
+            p_h = n_h.to(CD)
         gx_tile = tl.zeros([BT, BLOCK], CD)
         for j in tl.static_range(BT):
             i = BT - 1 - j
@@ -155,10 +147,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
                 gx_tile = tile_set(gx_tile, rows, i, gh)
             if NEED_GK:
                 # V_{t-1} = reset(H_{t-1}); V_init = V_reset (0 for soft reset) at t = 0
-                if i > 0:
-                    hp = tile_row(c_h, rows, i - 1)
-                else:
-                    hp = tile_row(n_h.to(CD), rows, BT - 1)
+                hp = tile_row_lag(c_h, p_h, rows, i, 1, BT)
                 if SOFT:
                     vp = tl.where(hp - v_th >= 0, hp - v_th, hp)
                 else:
@@ -170,9 +159,8 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
                     dhdk = -(vp - v_reset)
                 gk_acc += tl.where(valid & cmask, gh * dhdk, 0.0)
             gv = tl.where(valid, gh * (1.0 - k), gv)
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=(t_cur < T)[:, None] & cmask[None, :])
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
+        tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
     if NEED_GK:
         tl.store(gk_ptr + pid, tl.sum(gk_acc, axis=0))
 
@@ -201,10 +189,8 @@ class LIFFunction(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         s = torch.empty_like(x2)
         h = torch.empty((T, N), dtype=cd, device=x.device) if need_grad else s
-        grid = (triton.cdiv(N, launch.block),)
-        _lif_fwd_kernel[grid](x2, s, h, params, T, N, DECAY_INPUT=p.decay_input, SOFT=p.soft_reset,
-                              STORE_H=need_grad, BLOCK=launch.block, BT=launch.bt,
-                              CD=tl_compute_dtype(x2), num_warps=launch.num_warps)
+        _lif_fwd_kernel[launch.grid(N)](x2, s, h, params, T, N, DECAY_INPUT=p.decay_input, SOFT=p.soft_reset,
+                                        STORE_H=need_grad, **launch.meta(x2))
         if need_grad:
             need_gk = ctx.needs_input_grad[1]
             ctx.save_for_backward(h, params, x2 if need_gk and p.decay_input else h)
@@ -219,12 +205,11 @@ class LIFFunction(torch.autograd.Function):
         need_gk = ctx.needs_input_grad[1]
         gs = as_2d(grad_s)
         gx = torch.empty((T, N), dtype=grad_s.dtype, device=h.device)
-        grid = (triton.cdiv(N, launch.block),)
+        grid = launch.grid(N)
         gk_part = torch.zeros(grid[0] if need_gk else 1, dtype=h.dtype, device=h.device)
         _lif_bwd_kernel[grid](gs, h, x2, gx, gk_part, params, T, N, DECAY_INPUT=p.decay_input,
                               SOFT=p.soft_reset, DETACH=p.detach_reset, SG=ctx.sg_id, NEED_GK=need_gk,
-                              BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h),
-                              num_warps=launch.num_warps)
+                              **launch.meta(h))
         gk = gk_part.sum().reshape(()) if need_gk else None
         return gx.view(ctx.shape), gk, None
 
