@@ -41,12 +41,13 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    program_columns,
     scalars,
     surrogate_args,
     surrogate_grad,
+    tile_at,
     tile_row,
     tile_set,
-    tl_compute_dtype,
 )
 from .psn import band_mix
 
@@ -64,9 +65,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
                     INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr,
                     STORE_H: tl.constexpr, STORE_U: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     d = tl.load(p_ptr + 0)
     tau = tl.load(p_ptr + 1)
@@ -74,8 +73,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
     u = tl.zeros([BLOCK], CD)
     q = tl.zeros([BLOCK], CD)  # r_{t−1} + y_{t−1}: r_t = d·q
 
-    off = rows.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (rows < T)[:, None] & cmask[None, :]
+    off, m = tile_at(0, rows, cols, cmask, N, T)
     if INTEG or GATE == 2:
         n_x = tl.load(x_ptr + off, mask=m, other=0.0)
     if (not INTEG) or GATE == 1:
@@ -86,9 +84,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
         if (not INTEG) or GATE == 1:
             c_z = n_z.to(CD)
         # issue the next tile's loads before the serial chain of this one
-        t_next = t0 + BT + rows
-        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_next < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
         if INTEG or GATE == 2:
             n_x = tl.load(x_ptr + off, mask=m, other=0.0)
         if (not INTEG) or GATE == 1:
@@ -119,9 +115,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
                 h_tile = tile_set(h_tile, rows, i, h)
             if STORE_U:
                 u_tile = tile_set(u_tile, rows, i, u)
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_cur < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
         tl.store(out_ptr + off, o_tile.to(out_ptr.dtype.element_ty), mask=m)
         if STORE_H:
             tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
@@ -134,9 +128,7 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
                     INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr, SG: tl.constexpr,
                     NEED_GX: tl.constexpr, NEED_GZ: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     d = tl.load(p_ptr + 0)
     tau = tl.load(p_ptr + 1)
@@ -147,9 +139,7 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
     u_next = tl.zeros([BLOCK], CD)  # dL/du_{t+1}
 
     n_tiles = tl.cdiv(T, BT)
-    t_next = (n_tiles - 1) * BT + rows
-    off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (t_next < T)[:, None] & cmask[None, :]
+    off, m = tile_at((n_tiles - 1) * BT, rows, cols, cmask, N, T)
     n_go = tl.load(go_ptr + off, mask=m, other=0.0)
     if SPIKES:
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)
@@ -167,9 +157,7 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
         if GATE == 1:
             c_z = n_z.to(CD)
         # prefetch the tile before this one (earlier in time); none before t = 0
-        t_next = t0 - BT + rows
-        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_next >= 0)[:, None] & cmask[None, :]
+        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
         n_go = tl.load(go_ptr + off, mask=m, other=0.0)
         if SPIKES:
             n_h = tl.load(h_ptr + off, mask=m, other=0.0)
@@ -206,9 +194,7 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
                 else:
                     gz_tile = tile_set(gz_tile, rows, i, gh)
                     gx_tile = tile_set(gx_tile, rows, i, gy)
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_cur < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
         if NEED_GX:
             tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
         if NEED_GZ:
@@ -253,10 +239,9 @@ class PSUFunction(torch.autograd.Function):
         store_u = need_grad and cfg.gate == GATE_SIG_U
         h = torch.empty((T, N), dtype=cd, device=x2.device) if store_h else out
         u = torch.empty((T, N), dtype=cd, device=x2.device) if store_u else out
-        _psu_fwd_kernel[(triton.cdiv(N, launch.block),)](
+        _psu_fwd_kernel[launch.grid(N)](
             x2, z2 if z2 is not None else x2, out, h, u, p, T, N, INTEG=cfg.integ, GATE=cfg.gate,
-            SPIKES=cfg.spikes, STORE_H=store_h, STORE_U=store_u, BLOCK=launch.block, BT=launch.bt,
-            CD=tl_compute_dtype(x2), num_warps=launch.num_warps)
+            SPIKES=cfg.spikes, STORE_H=store_h, STORE_U=store_u, **launch.meta(x2))
         if need_grad:
             ctx.save_for_backward(h, u, z2 if cfg.gate == GATE_SIG_Z else None, p)
             ctx.cfg, ctx.launch, ctx.sg_id, ctx.xdtype = cfg, launch, sg_id, x2.dtype
@@ -272,10 +257,9 @@ class PSUFunction(torch.autograd.Function):
         go = grad_out.contiguous()
         gx = torch.empty((T, N), dtype=ctx.xdtype, device=go.device) if need_gx else go
         gz = torch.empty((T, N), dtype=h.dtype, device=go.device) if need_gz else go
-        _psu_bwd_kernel[(triton.cdiv(N, launch.block),)](
+        _psu_bwd_kernel[launch.grid(N)](
             go, h, u, z2 if z2 is not None else go, gx, gz, p, T, N, INTEG=cfg.integ, GATE=cfg.gate,
-            SPIKES=cfg.spikes, SG=ctx.sg_id, NEED_GX=need_gx, NEED_GZ=need_gz, BLOCK=launch.block,
-            BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
+            SPIKES=cfg.spikes, SG=ctx.sg_id, NEED_GX=need_gx, NEED_GZ=need_gz, **launch.meta(h))
         return (gx if need_gx else None), (gz if need_gz else None), None
 
 
