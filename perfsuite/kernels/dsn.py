@@ -32,7 +32,7 @@ of each channel (deterministic, no atomics).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -44,12 +44,14 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    program_columns,
     scalars,
     surrogate_args,
     surrogate_grad,
+    tile_at,
     tile_row,
+    tile_row_lag,
     tile_set,
-    tl_compute_dtype,
 )
 
 #: FIRE constexpr: what the forward writes
@@ -70,21 +72,11 @@ def _one_minus_exp(la):
 
 
 @triton.jit
-def _x_lag(cur, prev, rows, i: tl.constexpr, lag: tl.constexpr, BT: tl.constexpr):
-    """x_{t0+i−lag} from the current tile (i ≥ lag) or the previous one (lag ≤ BT)."""
-    if i >= lag:
-        v = tile_row(cur, rows, i - lag)
-    else:
-        v = tile_row(prev, rows, BT + i - lag)
-    return v
-
-
-@triton.jit
 def _logit(cur, prev, rows, wl, krows, bias, i: tl.constexpr, K: tl.constexpr, BT: tl.constexpr):
     """z = bias + Σ_j w[c, j]·x_{t−K+1+j} for row i, summed in j order as the float64 reference."""
     z = bias
     for j in tl.static_range(K):
-        z += tile_row(wl, krows, j) * _x_lag(cur, prev, rows, i, K - 1 - j, BT)
+        z += tile_row(wl, krows, j) * tile_row_lag(cur, prev, rows, i, K - 1 - j, BT)
     return z
 
 
@@ -98,37 +90,35 @@ def _round_half_even(v):
 
 
 @triton.jit
-def _weights(w_ptr, ch, cmask, K: tl.constexpr, KP: tl.constexpr, CD: tl.constexpr):
-    """[KP, BLOCK] tile: row j = w[ch, j] of each column's channel (rows ≥ K are 0)."""
+def _conv_params(w_ptr, bias_ptr, cols, cmask, C, K: tl.constexpr, KP: tl.constexpr, CD: tl.constexpr):
+    """Each column's channel ch = col mod C, its weights as a [KP, BLOCK] tile (row j = w[ch, j], rows
+    ≥ K are 0) with their row indices, and its bias [BLOCK]."""
+    ch = cols % C
     krows = tl.arange(0, KP)
     wl = tl.load(w_ptr + ch[None, :] * K + krows[:, None], mask=(krows < K)[:, None] & cmask[None, :], other=0.0)
-    return wl.to(CD), krows
+    bias = tl.load(bias_ptr + ch, mask=cmask, other=0.0).to(CD)
+    return wl.to(CD), krows, bias
 
 
 @triton.jit(do_not_specialize=["T"])
 def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, STORE_H: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
-    ch = cols % C
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     inv_tau = tl.load(p_ptr + 0)
     levels = tl.load(p_ptr + 1)
-    wl, krows = _weights(w_ptr, ch, cmask, K, KP, CD)
-    bias = tl.load(bias_ptr + ch, mask=cmask, other=0.0).to(CD)
+    wl, krows, bias = _conv_params(w_ptr, bias_ptr, cols, cmask, C, K, KP, CD)
     h = tl.zeros([BLOCK], CD)
     prev = tl.zeros([BT, BLOCK], CD)  # the tile before t = 0: the conv's zero left pad
 
-    nxt = tl.load(x_ptr + rows.to(tl.int64)[:, None] * N + cols[None, :],
-                  mask=(rows < T)[:, None] & cmask[None, :], other=0.0)
+    off, m = tile_at(0, rows, cols, cmask, N, T)
+    nxt = tl.load(x_ptr + off, mask=m, other=0.0)
     for t0 in tl.range(0, T, BT):
         cur = nxt.to(CD)
         # issue the next tile's loads before the serial chain of this one
-        t_next = t0 + BT + rows
-        nxt = tl.load(x_ptr + t_next.to(tl.int64)[:, None] * N + cols[None, :],
-                      mask=(t_next < T)[:, None] & cmask[None, :], other=0.0)
+        off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
+        nxt = tl.load(x_ptr + off, mask=m, other=0.0)
         o_tile = tl.zeros([BT, BLOCK], CD)
         h_tile = tl.zeros([BT, BLOCK], CD)
         for i in tl.static_range(BT):
@@ -145,9 +135,7 @@ def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
             if STORE_H:
                 h_tile = tile_set(h_tile, rows, i, h)
         prev = cur
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_cur < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
         tl.store(out_ptr + off, o_tile.to(out_ptr.dtype.element_ty), mask=m)
         if STORE_H:
             tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
@@ -158,17 +146,13 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, SG: tl.constexpr,
                     NEED_GX: tl.constexpr, NEED_GW: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
-    ch = cols % C
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     inv_tau = tl.load(p_ptr + 0)
     levels = tl.load(p_ptr + 1)
     sg_a = tl.load(p_ptr + 2)
     sg_c = tl.load(p_ptr + 3)
-    wl, krows = _weights(w_ptr, ch, cmask, K, KP, CD)
-    bias = tl.load(bias_ptr + ch, mask=cmask, other=0.0).to(CD)
+    wl, krows, bias = _conv_params(w_ptr, bias_ptr, cols, cmask, C, K, KP, CD)
     g = tl.zeros([BLOCK], CD)                 # G_{t+1}
     a_next = tl.zeros([BLOCK], CD)            # a_{t+1} (0 past the end: G_{T+1} = 0 anyway)
     gz_later = tl.zeros([BT, BLOCK], CD)      # dL/dz of the later tile (the conv's future taps)
@@ -176,9 +160,7 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
     gb_acc = tl.zeros([BLOCK], CD)
 
     n_tiles = tl.cdiv(T, BT)
-    t_next = (n_tiles - 1) * BT + rows
-    off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (t_next < T)[:, None] & cmask[None, :]
+    off, m = tile_at((n_tiles - 1) * BT, rows, cols, cmask, N, T)
     n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
     n_x = tl.load(x_ptr + off, mask=m, other=0.0)
     n_h = tl.load(h_ptr + off, mask=m, other=0.0)
@@ -188,13 +170,12 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
         c_x = n_x.to(CD)
         c_h = n_h.to(CD)
         # prefetch the tile before this one (earlier in time; zeros before t = 0 = the conv's pad)
-        t_next = t0 - BT + rows
-        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_next >= 0)[:, None] & cmask[None, :]
+        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
         n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
         n_x = tl.load(x_ptr + off, mask=m, other=0.0)
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)
         p_x = n_x.to(CD)
+        p_h = n_h.to(CD)
         gz_tile = tl.zeros([BT, BLOCK], CD)
         gx_tile = tl.zeros([BT, BLOCK], CD)
         for jj in tl.static_range(BT):
@@ -203,11 +184,7 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
             valid = (t < T) & cmask
             h = tile_row(c_h, rows, i)
             x = tile_row(c_x, rows, i)
-            if i > 0:
-                hp = tile_row(c_h, rows, i - 1)
-            else:
-                hp = tile_row(n_h.to(CD), rows, BT - 1)
-            hp = tl.where(t > 0, hp, 0.0)
+            hp = tl.where(t > 0, tile_row_lag(c_h, p_h, rows, i, 1, BT), 0.0)
             z = _logit(c_x, p_x, rows, wl, krows, bias, i, K, BT)
             la = _log_decay(z, inv_tau)
             a = tl.exp(la)
@@ -234,13 +211,12 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
             if NEED_GW:
                 gb_acc += gz
                 for j in tl.static_range(K):
-                    gw_acc += tl.where(krows[:, None] == j, (gz * _x_lag(c_x, p_x, rows, i, K - 1 - j, BT))[None, :], 0.0)
+                    gw_acc += tl.where(krows[:, None] == j, (gz * tile_row_lag(c_x, p_x, rows, i, K - 1 - j, BT))[None, :], 0.0)
             a_next = tl.where(t < T, a, a_next)
         gz_later = gz_tile
         if NEED_GX:
-            t_cur = t0 + rows
-            off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-            tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=(t_cur < T)[:, None] & cmask[None, :])
+            off, m = tile_at(t0, rows, cols, cmask, N, T)
+            tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
     if NEED_GW:
         tl.store(gw_ptr + cols[None, :] * KP + krows[:, None], gw_acc, mask=cmask[None, :])
         tl.store(gb_ptr + cols, gb_acc, mask=cmask)
@@ -259,8 +235,7 @@ class _Cfg:
 def _launch(x2, N, K, cfg: _Cfg):
     launch = launch_config(x2, N, cfg.block_n, cfg.bt)
     # the conv's k − 1 past inputs must fit in the previous register tile: BT ≥ k − 1
-    bt = max(launch.bt, triton.next_power_of_2(max(K - 1, 1)))
-    return type(launch)(launch.block, bt, launch.num_warps)
+    return replace(launch, bt=max(launch.bt, triton.next_power_of_2(max(K - 1, 1))))
 
 
 class DSNFunction(torch.autograd.Function):
@@ -282,9 +257,8 @@ class DSNFunction(torch.autograd.Function):
         store_h = need_grad and cfg.fire != MEMBRANE
         h = torch.empty((T, N), dtype=cd, device=x2.device) if store_h else out
         kp = triton.next_power_of_2(K)
-        _dsn_fwd_kernel[(triton.cdiv(N, launch.block),)](
-            x2, w, bvec, p, out, h, T, N, C, K=K, KP=kp, FIRE=cfg.fire, STORE_H=store_h,
-            BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(x2), num_warps=launch.num_warps)
+        _dsn_fwd_kernel[launch.grid(N)](
+            x2, w, bvec, p, out, h, T, N, C, K=K, KP=kp, FIRE=cfg.fire, STORE_H=store_h, **launch.meta(x2))
         if need_grad:
             ctx.save_for_backward(x2, w, bvec, p, h)
             ctx.cfg, ctx.launch, ctx.sg_id = cfg, launch, sg_id
@@ -304,10 +278,9 @@ class DSNFunction(torch.autograd.Function):
         gx = torch.empty((T, N), dtype=x2.dtype, device=x2.device) if need_gx else h
         gw_col = torch.empty((N, kp), dtype=h.dtype, device=h.device) if need_gw else h
         gb_col = torch.empty((N,), dtype=h.dtype, device=h.device) if need_gw else h
-        _dsn_bwd_kernel[(triton.cdiv(N, launch.block),)](
+        _dsn_bwd_kernel[launch.grid(N)](
             gs, x2, h, w, bvec, p, gx, gw_col, gb_col, T, N, C, K=K, KP=kp, FIRE=ctx.cfg.fire, SG=ctx.sg_id,
-            NEED_GX=need_gx, NEED_GW=need_gw, BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h),
-            num_warps=launch.num_warps)
+            NEED_GX=need_gx, NEED_GW=need_gw, **launch.meta(h))
         gw = gb = None
         if need_gw:  # columns of one channel: col = m·C + c
             gw = gw_col[:, :K].reshape(N // C, C, K).sum(0).to(ctx.wdtypes[0])
