@@ -25,23 +25,29 @@ import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import as_2d, check_device, launch_config, tile_row, tile_set, tl_compute_dtype
+from .common import (
+    as_2d,
+    check_device,
+    launch_config,
+    program_columns,
+    tile_at,
+    tile_row,
+    tile_row_lag,
+    tile_set,
+)
 
 
 @triton.jit(do_not_specialize=["T"])
 def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr, A_CONST: tl.constexpr,
                      BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     if HAS_H0:
         h = tl.load(h0_ptr + cols, mask=cmask, other=0.0).to(CD)
     else:
         h = tl.zeros([BLOCK], CD)
 
-    off = rows.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (rows < T)[:, None] & cmask[None, :]
+    off, m = tile_at(0, rows, cols, cmask, N, T)
     if A_CONST:  # one decay for every step and neuron (PSU, SPSN): nothing to stream
         a_const = tl.load(a_ptr).to(CD)
         n_a = tl.zeros([BT, BLOCK], CD) + a_const
@@ -52,9 +58,7 @@ def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr, A_
         c_a = n_a.to(CD)
         c_b = n_b.to(CD)
         # issue the next tile's loads before the serial chain of this one
-        t_next = t0 + BT + rows
-        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_next < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
         if not A_CONST:
             n_a = tl.load(a_ptr + off, mask=m, other=0.0)
         n_b = tl.load(b_ptr + off, mask=m, other=0.0)
@@ -65,18 +69,15 @@ def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr, A_
             else:
                 h = tile_row(c_a, rows, i) * h + tile_row(c_b, rows, i)
             h_tile = tile_set(h_tile, rows, i, h)
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=(t_cur < T)[:, None] & cmask[None, :])
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
+        tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit(do_not_specialize=["T"])
 def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N,
                      HAS_H0: tl.constexpr, NEED_GA: tl.constexpr, A_CONST: tl.constexpr,
                      BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    cols = pid * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < N
+    pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
     g = tl.zeros([BLOCK], CD)        # G_{t+1}
     a_next = tl.zeros([BLOCK], CD)   # a_{t+1} (0 past the end: G_{T+1} = 0 anyway)
@@ -86,9 +87,7 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
         h_init = tl.zeros([BLOCK], CD)
 
     n_tiles = tl.cdiv(T, BT)
-    t_next = (n_tiles - 1) * BT + rows
-    off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (t_next < T)[:, None] & cmask[None, :]
+    off, m = tile_at((n_tiles - 1) * BT, rows, cols, cmask, N, T)
     n_g = tl.load(gh_ptr + off, mask=m, other=0.0)
     if A_CONST:
         a_const = tl.load(a_ptr).to(CD)
@@ -104,14 +103,13 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
         if NEED_GA:
             c_h = n_h.to(CD)
         # prefetch the tile before this one (earlier in time); none before t = 0
-        t_next = t0 - BT + rows
-        off = t_next.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_next >= 0)[:, None] & cmask[None, :]
+        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
         n_g = tl.load(gh_ptr + off, mask=m, other=0.0)
         if not A_CONST:
             n_a = tl.load(a_ptr + off, mask=m, other=0.0)
         if NEED_GA:
             n_h = tl.load(h_ptr + off, mask=m, other=0.0)
+            p_h = n_h.to(CD)
         gb_tile = tl.zeros([BT, BLOCK], CD)
         ga_tile = tl.zeros([BT, BLOCK], CD)
         for j in tl.static_range(BT):
@@ -123,15 +121,9 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
             a_next = tl.where(valid, tile_row(c_a, rows, i), a_next)
             gb_tile = tile_set(gb_tile, rows, i, g)
             if NEED_GA:
-                if i > 0:
-                    hp = tile_row(c_h, rows, i - 1)
-                else:
-                    hp = tile_row(n_h.to(CD), rows, BT - 1)
-                hp = tl.where(t > 0, hp, h_init)
+                hp = tl.where(t > 0, tile_row_lag(c_h, p_h, rows, i, 1, BT), h_init)
                 ga_tile = tile_set(ga_tile, rows, i, g * hp)
-        t_cur = t0 + rows
-        off = t_cur.to(tl.int64)[:, None] * N + cols[None, :]
-        m = (t_cur < T)[:, None] & cmask[None, :]
+        off, m = tile_at(t0, rows, cols, cmask, N, T)
         tl.store(gb_ptr + off, gb_tile.to(gb_ptr.dtype.element_ty), mask=m)
         if NEED_GA:
             tl.store(ga_ptr + off, ga_tile.to(ga_ptr.dtype.element_ty), mask=m)
@@ -146,9 +138,9 @@ def scan_forward(a2: torch.Tensor, b2: torch.Tensor, h0: torch.Tensor | None = N
     T, N = b2.shape
     launch = launch_config(b2, N, block_n, bt)
     h = torch.empty((T, N), dtype=compute_dtype(b2), device=b2.device)
-    _scan_fwd_kernel[(triton.cdiv(N, launch.block),)](
-        a2, b2, h0 if h0 is not None else h, h, T, N, HAS_H0=h0 is not None, A_CONST=a2.dim() == 0, BLOCK=launch.block,
-        BT=launch.bt, CD=tl_compute_dtype(b2), num_warps=launch.num_warps)
+    _scan_fwd_kernel[launch.grid(N)](
+        a2, b2, h0 if h0 is not None else h, h, T, N, HAS_H0=h0 is not None, A_CONST=a2.dim() == 0,
+        **launch.meta(b2))
     return h
 
 
@@ -163,9 +155,9 @@ def scan_backward(grad_h: torch.Tensor, a2: torch.Tensor, h: torch.Tensor, h0: t
     gb = torch.empty_like(h)
     ga = torch.empty_like(h) if need_ga else gb
     gh0 = torch.empty((N,), dtype=h.dtype, device=h.device) if h0 is not None else gb
-    _scan_bwd_kernel[(triton.cdiv(N, launch.block),)](
+    _scan_bwd_kernel[launch.grid(N)](
         gh, a2, h, h0 if h0 is not None else h, gb, ga, gh0, T, N, HAS_H0=h0 is not None, NEED_GA=need_ga,
-        A_CONST=a2.dim() == 0, BLOCK=launch.block, BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
+        A_CONST=a2.dim() == 0, **launch.meta(h))
     return gb, (ga if need_ga else None), (gh0 if h0 is not None else None)
 
 
