@@ -12,12 +12,14 @@ convolution for dL/dX and one reduction kernel for dL/dW (per-program partial su
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import FireFunction, as_2d, check_device, launch_config, tl_compute_dtype
+from .common import FireFunction, as_2d, check_device, launch_config, tile_at
 
 #: time steps per block of the banded (λ = 1) masked-PSN products
 BAND_BLOCK = 256
@@ -121,18 +123,16 @@ def _causal_conv_kernel(x_ptr, w_ptr, b_ptr, out_ptr, s_ptr, T, N, K,
     t0 = tl.program_id(0) * BT
     cols = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     cmask = cols < N
-    t = t0 + tl.arange(0, BT)
+    rows = tl.arange(0, BT)
     acc = tl.zeros([BT, BLOCK], CD)
     for i in range(K):
         if ANTI:
-            src = t + (K - 1 - i)
+            off, m = tile_at(t0 + (K - 1 - i), rows, cols, cmask, N, T)
         else:
-            src = t - (K - 1 - i)
-        m = ((src >= 0) & (src < T))[:, None] & cmask[None, :]
-        xv = tl.load(x_ptr + src.to(tl.int64)[:, None] * N + cols[None, :], mask=m, other=0.0).to(CD)
+            off, m = tile_at(t0 - (K - 1 - i), rows, cols, cmask, N, T)
+        xv = tl.load(x_ptr + off, mask=m, other=0.0).to(CD)
         acc += tl.load(w_ptr + i) * xv
-    off = t.to(tl.int64)[:, None] * N + cols[None, :]
-    m = (t < T)[:, None] & cmask[None, :]
+    off, m = tile_at(t0, rows, cols, cmask, N, T)
     if FIRE:
         acc += tl.load(b_ptr)
         tl.store(s_ptr + off, (acc >= 0).to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
@@ -147,9 +147,10 @@ def _conv_weight_grad_kernel(gh_ptr, x_ptr, part_ptr, T, N, K,
     t0 = tl.program_id(0) * BT
     cols = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     cmask = cols < N
-    t = t0 + tl.arange(0, BT)
-    m = (t < T)[:, None] & cmask[None, :]
-    gh = tl.load(gh_ptr + t.to(tl.int64)[:, None] * N + cols[None, :], mask=m, other=0.0).to(CD)
+    rows = tl.arange(0, BT)
+    t = t0 + rows
+    off, m = tile_at(t0, rows, cols, cmask, N, T)
+    gh = tl.load(gh_ptr + off, mask=m, other=0.0).to(CD)
     for i in range(K):
         src = t - (K - 1 - i)
         ms = (src >= 0)[:, None] & m
@@ -164,7 +165,7 @@ def _conv_grid(T, N, launch):
 def _conv_launch(x2, N):
     # a time tile per program (no recurrence here): wider tiles on the GPU than the serial kernels use
     base = launch_config(x2, N)
-    return base if x2.device.type == "cpu" else type(base)(base.block, 32, base.num_warps)
+    return base if x2.device.type == "cpu" else replace(base, bt=32)
 
 
 class SlidingPSNFunction(torch.autograd.Function):
@@ -180,8 +181,7 @@ class SlidingPSNFunction(torch.autograd.Function):
         h = torch.empty((T, N), dtype=cd, device=x.device)
         s = torch.empty_like(x2)
         _causal_conv_kernel[_conv_grid(T, N, launch)](
-            x2, wc, bc, h, s, T, N, wc.shape[0], ANTI=False, FIRE=True, BLOCK=launch.block, BT=launch.bt,
-            CD=tl_compute_dtype(x2), num_warps=launch.num_warps)
+            x2, wc, bc, h, s, T, N, wc.shape[0], ANTI=False, FIRE=True, **launch.meta(x2))
         ctx.save_for_backward(x2, wc, h)
         ctx.surrogate, ctx.launch, ctx.shape, ctx.wdtype = surrogate, launch, x.shape, w.dtype
         return s.view(x.shape)
@@ -198,13 +198,11 @@ class SlidingPSNFunction(torch.autograd.Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = torch.empty_like(x2)
-            _causal_conv_kernel[grid](gh, wc, wc, gx, gx, T, N, K, ANTI=True, FIRE=False, BLOCK=launch.block,
-                                      BT=launch.bt, CD=tl_compute_dtype(h), num_warps=launch.num_warps)
+            _causal_conv_kernel[grid](gh, wc, wc, gx, gx, T, N, K, ANTI=True, FIRE=False, **launch.meta(h))
             gx = gx.view(ctx.shape)
         if ctx.needs_input_grad[1]:
             part = torch.empty((grid[0] * grid[1], K), dtype=h.dtype, device=h.device)
-            _conv_weight_grad_kernel[grid](gh, x2, part, T, N, K, BLOCK=launch.block, BT=launch.bt,
-                                           CD=tl_compute_dtype(h), num_warps=launch.num_warps)
+            _conv_weight_grad_kernel[grid](gh, x2, part, T, N, K, **launch.meta(h))
             gw = part.sum(0).to(ctx.wdtype)
         if ctx.needs_input_grad[2]:
             gb = gh.sum().to(ctx.wdtype)
