@@ -23,7 +23,6 @@ points as ``unsupported`` when it builds them.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import inspect
 import itertools
@@ -39,7 +38,7 @@ import yaml
 
 from . import neurons
 from .neurons.base import Neuron
-from .neurons.registry import _constructor_params
+from .neurons.registry import closest, constructor_params
 from .neurons.spec import NeuronSpec
 from .results import point_key
 
@@ -213,12 +212,6 @@ class ScenarioError(ValueError):
         return "\n".join([head] + ["  " + p.render(self.file) for p in self.problems])
 
 
-def _close(value: Any, choices) -> str:
-    """The closest choice to ``value``, '' if none is close (same matcher as the neuron registry's)."""
-    match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return match[0] if match else ""
-
-
 class _Problems:
     """Collects problems while the whole file is checked."""
 
@@ -226,7 +219,7 @@ class _Problems:
         self.items: list[Problem] = []
 
     def add(self, path: str, value: Any, expected: str, what: str = "invalid value", choices=None) -> None:
-        sug = _close(value, choices) if choices is not None and isinstance(value, str) else ""
+        sug = closest(value, choices) if choices is not None and isinstance(value, str) else ""
         self.items.append(Problem(path, value, expected, what, sug))
 
     def unknown_keys(self, path: str, data: Mapping, allowed, what: str = "unknown key") -> None:
@@ -285,7 +278,7 @@ def load_plugin(path: str) -> type[Neuron]:
     for part in attr.split("."):
         if not hasattr(obj, part):
             public = [n for n in dir(obj) if not n.startswith("_")]
-            raise PluginError(path, f"{mod_name} has no attribute {part!r}", _close(part, public))
+            raise PluginError(path, f"{mod_name} has no attribute {part!r}", closest(part, public))
         obj = getattr(obj, part)
     if not (inspect.isclass(obj) and issubclass(obj, Neuron)):
         raise PluginError(path, f"{attr} is {obj!r}, not a subclass of perfsuite.neurons.Neuron")
@@ -309,7 +302,7 @@ def _param_defaults(neuron: str) -> tuple[dict[str, Any], bool]:
         return dict(neurons.info(neuron).params), False
     cls = load_plugin(neuron)
     var_kw = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
-    return _constructor_params(cls), var_kw
+    return constructor_params(cls), var_kw
 
 
 def build_neuron(neuron: str, *, backend: str = "eager", seq_len: int | None = None,
@@ -321,7 +314,7 @@ def build_neuron(neuron: str, *, backend: str = "eager", seq_len: int | None = N
     if not is_plugin(neuron):
         return neurons.build(neuron, backend=backend, seq_len=seq_len, **params)
     cls = load_plugin(neuron)
-    if "seq_len" in _constructor_params(cls):
+    if "seq_len" in constructor_params(cls):
         params["seq_len"] = seq_len
     return cls(backend=backend, **params)
 
@@ -351,6 +344,8 @@ class _Entry:
     axes: dict
     spec: NeuronSpec
     defaults: dict
+    #: position in the file's list, for error paths (invalid entries are left out of the lists)
+    index: int = -1
 
 
 @dataclass(frozen=True)
@@ -520,12 +515,12 @@ def scenario_from_dict(data: Any, path: str = "<scenario>") -> Scenario:
     # fill the scenario-level axes into each entry that did not override them, then check parameter
     # values by building (only entries whose lengths and widths are known: others already have problems)
     full_entries = []
-    for i, e in enumerate(entries):
+    for e in entries:
         ax = {a: e.axes[a] if a in e.axes else (axes[a] if a in data else AXIS_DEFAULTS.get(a)) for a in AXES}
         e = dataclasses.replace(e, axes=ax)
         full_entries.append(e)
         if ax["seq_lens"] is not None and ax["features"] is not None:
-            _check_values(pr, f"neurons[{i}]", e, workload, wparams)
+            _check_values(pr, f"neurons[{e.index}]", e, workload, wparams)
     _check_duplicates(pr, full_entries)
     if pr.items:
         raise ScenarioError(path, pr.items)
@@ -702,7 +697,7 @@ def _neuron_entries(pr: _Problems, path: str, raw: Any) -> list[_Entry]:
     for i, item in enumerate(raw):
         e = _neuron_entry(pr, f"{path}[{i}]", item)
         if e is not None:
-            entries.append(e)
+            entries.append(dataclasses.replace(e, index=i))
     return entries
 
 
@@ -810,15 +805,15 @@ def _check_duplicates(pr: _Problems, entries: list[_Entry]) -> None:
     """Two entries may name the same neuron (other parameters, other backends) but must not produce
     the same point twice: a repeated point would be measured twice under one key."""
     owner: dict[tuple, int] = {}
-    for i, e in enumerate(entries):
+    for e in entries:
         if any(e.axes[a] is None for a in AXES):
             continue
         params = repr(sorted(e.params.items()))
         for combo in itertools.product(*(e.axes[a] for a in AXES)):
-            j = owner.setdefault((e.neuron, params) + combo, i)
-            if j != i:
+            j = owner.setdefault((e.neuron, params) + combo, e.index)
+            if j != e.index:
                 shown = ", ".join(f"{a}={v!r}" for a, v in zip(AXES, combo))
-                pr.add(f"neurons[{i}]", e.neuron, f"points not already listed by neurons[{j}] (both give {shown})",
+                pr.add(f"neurons[{e.index}]", e.neuron, f"points not already listed by neurons[{j}] (both give {shown})",
                        "duplicate points of neuron")
                 break
 
@@ -930,6 +925,7 @@ def _extrapolation(pr: _Problems, raw: Any) -> dict | None:
             if not check(v):
                 choices = PRECISIONS if k == "precision" else neurons.backend_names() if k == "backend" else None
                 pr.add(f"extrapolation.{k}", v, expected, choices=choices)
+    _extrapolation_task(pr, raw)
     if "neurons" in raw:
         n0 = len(pr.items)
         items = raw["neurons"]
@@ -946,11 +942,34 @@ def _extrapolation(pr: _Problems, raw: Any) -> dict | None:
         entries = _neuron_entries(pr, "extrapolation.neurons", items)
         train_len = raw.get("train_len")
         if len(pr.items) == n0 and _is_int(train_len) and train_len >= 1:
-            for i, e in enumerate(entries):
+            for e in entries:
                 axes = {"seq_lens": [train_len], "features": [_extrapolation_width(raw)]}
-                _check_values(pr, f"extrapolation.neurons[{i}]", dataclasses.replace(e, axes=axes),
+                _check_values(pr, f"extrapolation.neurons[{e.index}]", dataclasses.replace(e, axes=axes),
                               "layer", dict(WORKLOAD_PARAMS["layer"]))
     return dict(raw)
+
+
+def _extrapolation_task(pr: _Problems, raw: dict) -> None:
+    """The task name and its parameters, checked by building the task (cheap: a small Markov chain or
+    regime model), so a typo fails validation instead of the run after its timed points."""
+    from .tasks import TASKS, make_task
+
+    task, params = raw.get("task", "markov_lm"), raw.get("task_params", {})
+    if not isinstance(task, str) or task not in TASKS:
+        pr.add("extrapolation.task", task, f"one of {list(TASKS)}", "unknown task", list(TASKS))
+        return
+    if not isinstance(params, dict):
+        return  # reported by the key check above
+    valid = list(TASKS[task].__dataclass_fields__)
+    for k in params:
+        if k not in valid:
+            pr.add(f"extrapolation.task_params.{k}", k, f"a parameter of task {task!r}: {valid}",
+                   "unknown task parameter", valid)
+    if all(k in valid for k in params):
+        try:
+            make_task(task, **params)
+        except (ValueError, TypeError) as exc:
+            pr.add("extrapolation.task_params", params, str(exc), "invalid task parameters")
 
 
 def _extrapolation_width(raw: dict) -> int:

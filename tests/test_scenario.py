@@ -114,6 +114,14 @@ BAD = [
      "seq_lens", "one of ['name', 'params']", None),
     ({"extrapolation": {"neurons": [{"name": "lif", "params": {"tua": 2.0}}]}},
      "extrapolation.neurons[0].params.tua", "tua", "a parameter of lif", "tau"),
+    ({"extrapolation": {"task": "markov_lmm"}}, "extrapolation.task", "markov_lmm", "one of ['markov_lm'", "markov_lm"),
+    ({"extrapolation": {"task": "markov_lm", "task_params": {"vocabb": 3}}}, "extrapolation.task_params.vocabb",
+     "vocabb", "a parameter of task 'markov_lm'", "vocab"),
+    ({"extrapolation": {"task": "hidden_regime", "task_params": {"regimes": 1}}}, "extrapolation.task_params",
+     None, "regimes=1 is invalid", None),
+    # an invalid entry before a valid one must not shift the index of the later entry's problem
+    ({"neurons": [{"name": "plif", "params": {"taux": 1}}, {"name": "masked_psn", "params": {"k": 16}}]},
+     "neurons[1].params.k", 16, "at seq_len=8", None),
 ]
 
 

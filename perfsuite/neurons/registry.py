@@ -26,13 +26,19 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
 _PROVIDER_ERRORS: dict[str, str] = {}
 
 
+def closest(value, choices) -> str:
+    """The choice closest to ``value`` (difflib), '' when none is close."""
+    match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return match[0] if match else ""
+
+
 def suggest(value: str, choices) -> str:
     """' (did you mean X?)' for a close match, else ''."""
-    match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    match = closest(value, choices)
+    return f" (did you mean {match!r}?)" if match else ""
 
 
-def _constructor_params(cls: type) -> dict:
+def constructor_params(cls: type) -> dict:
     sig = inspect.signature(cls.__init__)
     return {
         n: (None if p.default is inspect.Parameter.empty else p.default)
@@ -44,7 +50,7 @@ def _constructor_params(cls: type) -> dict:
 def register(cls: type[Neuron]) -> type[Neuron]:
     """Class decorator: make a `Neuron` subclass buildable by ``cls.spec.name``."""
     spec: NeuronSpec = cls.spec
-    cls.spec = replace(spec, params=_constructor_params(cls))
+    cls.spec = replace(spec, params=constructor_params(cls))
     _NEURONS[spec.name] = cls
     return cls
 
@@ -84,10 +90,9 @@ def backend_impl(name: str, backend: str) -> Callable:
     if fn is None:
         if backend in _PROVIDER_ERRORS:
             raise ValueError(_PROVIDER_ERRORS[backend])
-        raise ValueError(
-            f"neuron {name!r} has no backend {backend!r}; available: {backends_of(name)}"
-            + suggest(backend, backend_names())
-        )
+        available = backends_of(name)
+        raise ValueError(f"neuron {name!r} has no backend {backend!r}; available: {available}"
+                         + suggest(backend, available))
     return fn
 
 
