@@ -100,7 +100,7 @@ def test_unknown_neuron_and_backend():
     with pytest.raises(ValueError, match="no backend 'eagre'.*did you mean 'eager'"):
         neurons.build("lif", backend="eagre")
     # a backend other neurons have (SpikingJelly's) is not suggested for a neuron that lacks it
-    with pytest.raises(ValueError, match="no backend 'spikingjelly'") as e:
+    with pytest.raises(ValueError, match="spikingjelly") as e:
         neurons.build("dsn", features=3, backend="spikingjelly")
     assert "did you mean" not in str(e.value)
 
