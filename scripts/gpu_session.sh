@@ -21,20 +21,20 @@
 # Caps (seconds; the whole script must end well inside the device tool's 570 s timeout, machine start
 # not counted). A global deadline (GPU_SESSION_BUDGET_S, default 525 s) cuts every cap so that each later
 # step keeps at least its FLOOR and packing keeps PACK_RESERVE; a step that ends early leaves its time
-# to the ones after it. How each cap was estimated:
-#   setup 40: pip install -e --no-deps ~10 s; torch import + CUDA init ~5 s; roofline = a 1 GiB copy and
-#     three 8192^3 matmuls under 60 ms budgets each (perfsuite/measure/device.py) ~5 s.
-#   tests 80: pytest start ~10 s; Triton JIT compiles one kernel per dtype/constexpr set (~1 s each, a few
-#     dozen); the slowest tests run eager LIF loops at T = 30 000 (~25 us per step, fwd + bwd ~2 s each).
-#   ci_a 150: 56 points; each >= 1 s for its NVML energy window (perfsuite/measure/energy.py MIN_WINDOW_S)
-#     plus calibration and timing budgets (25 + 100 ms); 8 torch.compile cold starts (~5-10 s each); eager
-#     LIF train at T = 8192 ~1 s per call.
+# to the ones after it. The caps are a budget split, not measurements: no GPU has run this script yet.
+# The first session that does records each step's real duration in steps.tsv (SUMMARY.md); set the caps
+# from those. What each step must fit:
+#   setup 40: pip install -e --no-deps, torch import and CUDA init, the roofline (a 1 GiB copy and three
+#     8192^3 matmuls under 60 ms budgets each, perfsuite/measure/device.py).
+#   tests 80: pytest start, one Triton JIT compile per dtype/constexpr set, eager LIF loops at T = 30 000.
+#   ci_a 150: 56 points, each at least MIN_WINDOW_S (perfsuite/measure/energy.py) for its NVML energy window
+#     plus calibration and the timing budgets (25 + 100 ms), and 8 torch.compile cold starts.
 #   ci_b 80: the same points without the energy window, compile caches warm.
 #   noise 15: reads two rows files.
-#   longseq 130: estimated in scenarios/long_seq_quick.yaml's header (~2 min).
-#   bench 30: 2 neurons x 2 backends x 2 modes at T = 16k, do_bench ~0.2 s each, plus JIT compiles.
-#   extrap 60: estimated in scenarios/extrapolation_quick.yaml's header (~1 min).
-#   reports 60: seaborn plots per report, a few seconds each (last: reports can be rebuilt off the GPU).
+#   longseq 130: scenarios/long_seq_quick.yaml (its header says how it is sized).
+#   bench 30: 2 neurons x 2 backends x 2 modes at T = 16k under do_bench budgets, plus JIT compiles.
+#   extrap 60: scenarios/extrapolation_quick.yaml.
+#   reports 60: seaborn plots per report (last: reports can be rebuilt off the GPU from the rows).
 #
 # Environment: OUT, PYTHON, BASELINES (default reports/baselines), GPU_SESSION_BUDGET_S,
 # GPU_SESSION_STEPS (space-separated subset of the steps above, default all; goals/summary/pack always
