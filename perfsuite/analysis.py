@@ -672,9 +672,19 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, run: str, cache: dict | None 
                              "inconclusive": "no clear trend"}[rec["verdict"]]
         return rec
     if kind == "rate_lower":
-        if "activity" not in cache:
-            cache["activity"] = activity_summary(d)
-        act = cache["activity"]
+        # perfsuite calibrates each point's drive to a target firing rate, so rates of such points are equal
+        # by construction and say nothing about which neuron fires less; only uncalibrated points count
+        if "activity.target_rate" in d.columns:
+            calibrated = pd.to_numeric(d["activity.target_rate"], errors="coerce").notna()
+        else:
+            calibrated = pd.Series(False, index=d.index)
+        if calibrated.any() and calibrated[d["kind"] == "bench"].all():
+            rec["how"] = "median firing rate over the ok points of each neuron whose drive was not calibrated"
+            rec["difference"] = ("every point's drive was calibrated to a target firing rate, so the rates are "
+                                 "equal by construction; the claim concerns trained networks")
+            return rec
+        d = d[~calibrated]
+        act = activity_summary(d)
         rates = act.groupby("neuron")["firing_rate"].median().dropna()
         others = [o for o in m["others"] if o in rates.index]
         rec["how"] = "median firing rate over the ok points of each neuron (calibrated drive of the run)"

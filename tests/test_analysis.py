@@ -263,6 +263,11 @@ def test_firing_rate_and_extrapolation_claims(tmp_path):
     claims = {c.id: c for c in A.load_claims()}
     rate = A.evaluate_claim(claims["dsn_lowest_firing_rate"], df, run)
     assert rate["verdict"] == "consistent"  # synthetic rates put DSN lowest
+    # rows whose drive was calibrated to a target rate cannot say which neuron fires less
+    calibrated = df.copy()
+    calibrated["activity.target_rate"] = 0.1
+    not_measured = A.evaluate_claim(claims["dsn_lowest_firing_rate"], calibrated, run)
+    assert not_measured["verdict"] == "not measured" and "equal by construction" in not_measured["difference"]
     stable = A.evaluate_claim(claims["dsn_extrapolation"], df, run)
     assert stable["verdict"] == "consistent" and "16× train length" in stable["measured"]
     assert "paper 15×" not in stable["difference"]  # 16× ≥ the paper's 15×
