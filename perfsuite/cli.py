@@ -89,6 +89,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     if resume and out_dir is None:
         fail("--resume needs --out: the folder of the run to finish")
     out_dir = out_dir or _default_out(sc.name)
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir} is a file; expected a run folder (new, or one to --resume)")
     try:
         from .scenario import resolve_device
 

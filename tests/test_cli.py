@@ -50,6 +50,13 @@ def test_run_rejects_bad_options_with_exit_2(tmp_path, args, message):
     assert r.exit_code == 2 and message in r.output
 
 
+def test_run_refuses_an_out_path_that_is_a_file(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = invoke("run", write(tmp_path, GOOD), "--out", afile)
+    assert r.exit_code == 2 and "is a file; expected a run folder" in r.output
+
+
 def test_run_refuses_a_folder_that_holds_rows(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
