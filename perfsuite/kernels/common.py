@@ -112,16 +112,36 @@ def program_columns(N, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _tile_offsets(t0, rows, cols, N):
+    t = t0 + rows
+    return t, t.to(tl.int64)[:, None] * N + cols[None, :]
+
+
+@triton.jit
 def tile_at(t0, rows, cols, cmask, N, T):
     """(offsets, mask) of the [BT, BLOCK] tile of time steps t0 + rows and columns ``cols`` of a
-    contiguous [T, N] matrix; steps outside 0 ≤ t < T and columns ≥ N are masked (loads read 0).
+    contiguous [T, N] matrix, for tiles at t0 ≥ 0: steps ≥ T and columns ≥ N are masked (loads read 0).
 
-    Forward kernels walk t0 = 0, BT, …; backward kernels walk the tiles in reverse and prefetch the
-    tile at t0 − BT (< 0 before the first tile)."""
-    t = t0 + rows
-    off = t.to(tl.int64)[:, None] * N + cols[None, :]
-    m = ((t >= 0) & (t < T))[:, None] & cmask[None, :]
-    return off, m
+    Three variants, so that each site checks only the bound it can cross (no extra compares in the
+    compiled kernels): `tile_at` (forward walk, stores, the last tile of a reverse walk),
+    `tile_before` (a reverse walk's prefetch at t0 − BT), `tile_in` (shifted reads that can cross both)."""
+    t, off = _tile_offsets(t0, rows, cols, N)
+    return off, (t < T)[:, None] & cmask[None, :]
+
+
+@triton.jit
+def tile_before(t0, rows, cols, cmask, N):
+    """(offsets, mask) as `tile_at` for a tile that ends before T (a reverse-time walk prefetching the
+    tile at t0 − BT): steps < 0 (before the first tile) and columns ≥ N are masked."""
+    t, off = _tile_offsets(t0, rows, cols, N)
+    return off, (t >= 0)[:, None] & cmask[None, :]
+
+
+@triton.jit
+def tile_in(t0, rows, cols, cmask, N, T):
+    """(offsets, mask) as `tile_at` for a tile that may reach outside 0 ≤ t < T on either side."""
+    t, off = _tile_offsets(t0, rows, cols, N)
+    return off, ((t >= 0) & (t < T))[:, None] & cmask[None, :]
 
 
 @triton.jit

@@ -49,6 +49,7 @@ from .common import (
     surrogate_args,
     surrogate_grad,
     tile_at,
+    tile_before,
     tile_row,
     tile_row_lag,
     tile_set,
@@ -170,7 +171,7 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
         c_x = n_x.to(CD)
         c_h = n_h.to(CD)
         # prefetch the tile before this one (earlier in time; zeros before t = 0 = the conv's pad)
-        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
+        off, m = tile_before(t0 - BT, rows, cols, cmask, N)
         n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
         n_x = tl.load(x_ptr + off, mask=m, other=0.0)
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)

@@ -39,6 +39,7 @@ from .common import (
     surrogate_args,
     surrogate_grad,
     tile_at,
+    tile_before,
     tile_row,
     tile_row_lag,
     tile_set,
@@ -113,7 +114,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
         if NEED_GK and DECAY_INPUT:
             c_x = n_x.to(CD)
         # prefetch the tile before this one (earlier in time); none before t = 0
-        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
+        off, m = tile_before(t0 - BT, rows, cols, cmask, N)
         n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)
         if NEED_GK and DECAY_INPUT:

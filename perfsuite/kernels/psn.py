@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import FireFunction, as_2d, check_device, launch_config, tile_at
+from .common import FireFunction, as_2d, check_device, launch_config, tile_at, tile_in
 
 #: time steps per block of the banded (λ = 1) masked-PSN products
 BAND_BLOCK = 256
@@ -127,9 +127,9 @@ def _causal_conv_kernel(x_ptr, w_ptr, b_ptr, out_ptr, s_ptr, T, N, K,
     acc = tl.zeros([BT, BLOCK], CD)
     for i in range(K):
         if ANTI:
-            off, m = tile_at(t0 + (K - 1 - i), rows, cols, cmask, N, T)
+            off, m = tile_in(t0 + (K - 1 - i), rows, cols, cmask, N, T)
         else:
-            off, m = tile_at(t0 - (K - 1 - i), rows, cols, cmask, N, T)
+            off, m = tile_in(t0 - (K - 1 - i), rows, cols, cmask, N, T)
         xv = tl.load(x_ptr + off, mask=m, other=0.0).to(CD)
         acc += tl.load(w_ptr + i) * xv
     off, m = tile_at(t0, rows, cols, cmask, N, T)

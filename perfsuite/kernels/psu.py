@@ -46,6 +46,7 @@ from .common import (
     surrogate_args,
     surrogate_grad,
     tile_at,
+    tile_before,
     tile_row,
     tile_set,
 )
@@ -157,7 +158,7 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
         if GATE == 1:
             c_z = n_z.to(CD)
         # prefetch the tile before this one (earlier in time); none before t = 0
-        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
+        off, m = tile_before(t0 - BT, rows, cols, cmask, N)
         n_go = tl.load(go_ptr + off, mask=m, other=0.0)
         if SPIKES:
             n_h = tl.load(h_ptr + off, mask=m, other=0.0)

@@ -31,6 +31,7 @@ from .common import (
     launch_config,
     program_columns,
     tile_at,
+    tile_before,
     tile_row,
     tile_row_lag,
     tile_set,
@@ -103,7 +104,7 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
         if NEED_GA:
             c_h = n_h.to(CD)
         # prefetch the tile before this one (earlier in time); none before t = 0
-        off, m = tile_at(t0 - BT, rows, cols, cmask, N, T)
+        off, m = tile_before(t0 - BT, rows, cols, cmask, N)
         n_g = tl.load(gh_ptr + off, mask=m, other=0.0)
         if not A_CONST:
             n_a = tl.load(a_ptr + off, mask=m, other=0.0)
