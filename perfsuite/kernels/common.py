@@ -145,6 +145,18 @@ def tile_in(t0, rows, cols, cmask, N, T):
 
 
 @triton.jit
+def load_tile(ptr, off, m, USE: tl.constexpr):
+    """The tile of ``ptr`` at (off, m) from `tile_at`/`tile_before` (masked elements read 0) when
+    ``USE``; otherwise no load is issued and the mask stands in for the tile, so a kernel variant that
+    does not stream ``ptr`` keeps one line per prefetch (the stand-in must never be read)."""
+    if USE:
+        v = tl.load(ptr + off, mask=m, other=0.0)
+    else:
+        v = m
+    return v
+
+
+@triton.jit
 def tile_row(tile, rows, i: tl.constexpr):
     """Row ``i`` (a compile-time index) of a [BT, BLOCK] register tile, as a [BLOCK] vector.
 

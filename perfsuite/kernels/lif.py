@@ -34,6 +34,7 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    load_tile,
     program_columns,
     scalars,
     surrogate_args,
@@ -105,8 +106,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
     off, m = tile_at((n_tiles - 1) * BT, rows, cols, cmask, N, T)
     n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
     n_h = tl.load(h_ptr + off, mask=m, other=0.0)
-    if NEED_GK and DECAY_INPUT:
-        n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+    n_x = load_tile(x_ptr, off, m, NEED_GK and DECAY_INPUT)
     for c in tl.range(0, n_tiles):
         t0 = (n_tiles - 1 - c) * BT
         c_gs = n_gs.to(CD)
@@ -117,8 +117,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
         off, m = tile_before(t0 - BT, rows, cols, cmask, N)
         n_gs = tl.load(gs_ptr + off, mask=m, other=0.0)
         n_h = tl.load(h_ptr + off, mask=m, other=0.0)
-        if NEED_GK and DECAY_INPUT:
-            n_x = tl.load(x_ptr + off, mask=m, other=0.0)
+        n_x = load_tile(x_ptr, off, m, NEED_GK and DECAY_INPUT)
         if NEED_GK:
             p_h = n_h.to(CD)
         gx_tile = tl.zeros([BT, BLOCK], CD)

@@ -41,6 +41,7 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    load_tile,
     program_columns,
     scalars,
     surrogate_args,
@@ -75,10 +76,8 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
     q = tl.zeros([BLOCK], CD)  # r_{t−1} + y_{t−1}: r_t = d·q
 
     off, m = tile_at(0, rows, cols, cmask, N, T)
-    if INTEG or GATE == 2:
-        n_x = tl.load(x_ptr + off, mask=m, other=0.0)
-    if (not INTEG) or GATE == 1:
-        n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+    n_x = load_tile(x_ptr, off, m, INTEG or GATE == 2)
+    n_z = load_tile(z_ptr, off, m, (not INTEG) or GATE == 1)
     for t0 in tl.range(0, T, BT):
         if INTEG or GATE == 2:
             c_x = n_x.to(CD)
@@ -86,10 +85,8 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
             c_z = n_z.to(CD)
         # issue the next tile's loads before the serial chain of this one
         off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
-        if INTEG or GATE == 2:
-            n_x = tl.load(x_ptr + off, mask=m, other=0.0)
-        if (not INTEG) or GATE == 1:
-            n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+        n_x = load_tile(x_ptr, off, m, INTEG or GATE == 2)
+        n_z = load_tile(z_ptr, off, m, (not INTEG) or GATE == 1)
         o_tile = tl.zeros([BT, BLOCK], CD)
         h_tile = tl.zeros([BT, BLOCK], CD)
         u_tile = tl.zeros([BT, BLOCK], CD)
@@ -142,12 +139,9 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
     n_tiles = tl.cdiv(T, BT)
     off, m = tile_at((n_tiles - 1) * BT, rows, cols, cmask, N, T)
     n_go = tl.load(go_ptr + off, mask=m, other=0.0)
-    if SPIKES:
-        n_h = tl.load(h_ptr + off, mask=m, other=0.0)
-    if INTEG and GATE == 0:
-        n_u = tl.load(u_ptr + off, mask=m, other=0.0)
-    if GATE == 1:
-        n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+    n_h = load_tile(h_ptr, off, m, SPIKES)
+    n_u = load_tile(u_ptr, off, m, INTEG and GATE == 0)
+    n_z = load_tile(z_ptr, off, m, GATE == 1)
     for c in tl.range(0, n_tiles):
         t0 = (n_tiles - 1 - c) * BT
         c_go = n_go.to(CD)
@@ -160,12 +154,9 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
         # prefetch the tile before this one (earlier in time); none before t = 0
         off, m = tile_before(t0 - BT, rows, cols, cmask, N)
         n_go = tl.load(go_ptr + off, mask=m, other=0.0)
-        if SPIKES:
-            n_h = tl.load(h_ptr + off, mask=m, other=0.0)
-        if INTEG and GATE == 0:
-            n_u = tl.load(u_ptr + off, mask=m, other=0.0)
-        if GATE == 1:
-            n_z = tl.load(z_ptr + off, mask=m, other=0.0)
+        n_h = load_tile(h_ptr, off, m, SPIKES)
+        n_u = load_tile(u_ptr, off, m, INTEG and GATE == 0)
+        n_z = load_tile(z_ptr, off, m, GATE == 1)
         gx_tile = tl.zeros([BT, BLOCK], CD)
         gz_tile = tl.zeros([BT, BLOCK], CD)
         for jj in tl.static_range(BT):

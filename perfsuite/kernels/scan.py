@@ -29,6 +29,7 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    load_tile,
     program_columns,
     tile_at,
     tile_before,
@@ -95,8 +96,7 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
         n_a = tl.zeros([BT, BLOCK], CD) + a_const
     else:
         n_a = tl.load(a_ptr + off, mask=m, other=0.0)
-    if NEED_GA:
-        n_h = tl.load(h_ptr + off, mask=m, other=0.0)
+    n_h = load_tile(h_ptr, off, m, NEED_GA)
     for c in tl.range(0, n_tiles):
         t0 = (n_tiles - 1 - c) * BT
         c_g = n_g.to(CD)
@@ -108,8 +108,8 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
         n_g = tl.load(gh_ptr + off, mask=m, other=0.0)
         if not A_CONST:
             n_a = tl.load(a_ptr + off, mask=m, other=0.0)
+        n_h = load_tile(h_ptr, off, m, NEED_GA)
         if NEED_GA:
-            n_h = tl.load(h_ptr + off, mask=m, other=0.0)
             p_h = n_h.to(CD)
         gb_tile = tl.zeros([BT, BLOCK], CD)
         ga_tile = tl.zeros([BT, BLOCK], CD)
