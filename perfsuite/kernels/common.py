@@ -200,6 +200,14 @@ def scalars(values, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor([float(v) for v in values], dtype=compute_dtype(like), device=like.device)
 
 
+def surrogate_scalars(values, surrogate: Surrogate | None, like: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """(constexpr id, parameter vector) of a kernel with a surrogate backward: ``values`` followed by
+    the surrogate's (a, c) from `surrogate_args`, as `scalars` of ``like``. ``surrogate`` None (a
+    kernel variant that never calls `surrogate_grad`): id 0 and (a, c) = (0, 0) keep the layout."""
+    sg_id, a, c = surrogate_args(surrogate) if surrogate is not None else (0, 0.0, 0.0)
+    return sg_id, scalars([*values, a, c], like)
+
+
 @triton.jit
 def surrogate_grad(x, a, c, KIND: tl.constexpr):
     """g'(x) of `perfsuite.neurons.surrogate.Surrogate.grad`, in the dtype of ``x``; ``a``, ``c``
@@ -258,8 +266,8 @@ def fire_backward(grad_s: torch.Tensor, h: torch.Tensor, threshold: float, surro
     gh = torch.empty_like(h)
     n = h.numel()
     block = _elementwise_block(n, h.device)
-    sg_id, a, c = surrogate_args(surrogate)
-    _fire_bwd_kernel[(triton.cdiv(n, block),)](gs, h, gh, scalars([threshold, a, c], h), n, SG=sg_id, BLOCK=block)
+    sg_id, p = surrogate_scalars([threshold], surrogate, h)
+    _fire_bwd_kernel[(triton.cdiv(n, block),)](gs, h, gh, p, n, SG=sg_id, BLOCK=block)
     return gh
 
 

@@ -45,9 +45,8 @@ from .common import (
     check_device,
     launch_config,
     program_columns,
-    scalars,
-    surrogate_args,
     surrogate_grad,
+    surrogate_scalars,
     tile_at,
     tile_before,
     tile_row,
@@ -249,8 +248,7 @@ class DSNFunction(torch.autograd.Function):
         C, K = weight.shape
         cd = compute_dtype(x2)
         launch = _launch(x2, N, K, cfg)
-        sg_id, sg_a, sg_c = surrogate_args(cfg.surrogate) if cfg.surrogate is not None else (0, 0.0, 0.0)
-        p = scalars([1.0 / cfg.tau, cfg.levels, sg_a, sg_c], x2)
+        sg_id, p = surrogate_scalars([1.0 / cfg.tau, cfg.levels], cfg.surrogate, x2)
         w = weight.detach().to(cd).contiguous()
         bvec = bias.detach().to(cd).contiguous()
         need_grad = any(ctx.needs_input_grad[:3])

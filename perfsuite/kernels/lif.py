@@ -36,9 +36,8 @@ from .common import (
     launch_config,
     load_tile,
     program_columns,
-    scalars,
-    surrogate_args,
     surrogate_grad,
+    surrogate_scalars,
     tile_at,
     tile_before,
     tile_row,
@@ -183,9 +182,8 @@ class LIFFunction(torch.autograd.Function):
         T, N = x2.shape
         cd = compute_dtype(x)
         launch = launch_config(x2, N, cfg.block_n, cfg.bt)
-        sg_id, sg_a, sg_c = surrogate_args(p.surrogate)
-        params = torch.cat([k.detach().reshape(1).to(cd),
-                            scalars([p.v_threshold, p.v_reset, sg_a, sg_c], x2)])
+        sg_id, rest = surrogate_scalars([p.v_threshold, p.v_reset], p.surrogate, x2)
+        params = torch.cat([k.detach().reshape(1).to(cd), rest])
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         s = torch.empty_like(x2)
         h = torch.empty((T, N), dtype=cd, device=x.device) if need_grad else s

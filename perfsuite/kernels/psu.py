@@ -43,9 +43,8 @@ from .common import (
     launch_config,
     load_tile,
     program_columns,
-    scalars,
-    surrogate_args,
     surrogate_grad,
+    surrogate_scalars,
     tile_at,
     tile_before,
     tile_row,
@@ -223,8 +222,7 @@ class PSUFunction(torch.autograd.Function):
         T, N = x2.shape
         cd = compute_dtype(x2)
         launch = launch_config(x2, N, cfg.block_n, cfg.bt)
-        sg_id, sg_a, sg_c = surrogate_args(cfg.surrogate)
-        p = scalars([cfg.d, cfg.tau, cfg.v_threshold, sg_a, sg_c], x2)
+        sg_id, p = surrogate_scalars([cfg.d, cfg.tau, cfg.v_threshold], cfg.surrogate, x2)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         out = torch.empty((T, N), dtype=x2.dtype if cfg.spikes else cd, device=x2.device)
         store_h = need_grad and cfg.spikes
