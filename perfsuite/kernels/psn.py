@@ -1,10 +1,15 @@
 """Triton backend of the PSN family (spec §2): PSN, masked PSN, sliding PSN.
 
-PSN and masked PSN: H = W X + b is a GEMM ([T, T] × [T, N]); it runs on cuBLAS through `torch.mm`
-(fp32 output for half inputs) inside `BandMixFunction`, and the spike function with its surrogate
-backward are the Triton kernels of `common.FireFunction` (H is saved in fp32, S recomputed from it).
-Masked PSN at λ = 1 keeps only the band j ≤ t ≤ j + k − 1 of W: forward, dL/dX and dL/dW are then
-computed block by block over time on the band only (O(k·T·N + BT·T·N) instead of O(T²·N)).
+PSN and masked PSN: one Triton GEMM H = W X + b ([T, T] × [T, N], blocked [BM, BN] × BK steps of time,
+accumulated in the compute dtype) with the spike S = Θ(H) (Θ(0) = 1) in its epilogue: X is read, S is
+written in the input dtype, and H (compute dtype) is written only when autograd will need it. The
+backward is two Triton GEMMs that form dL/dH = dL/dS · g'(H) in their prologue, tile by tile, from the
+dL/dS and H tiles they load (dL/dH never goes to memory): dL/dX = Wᵀ·dL/dH, and dL/dW = dL/dH·Xᵀ whose
+diagonal blocks also sum dL/db = Σ_n dL/dH. Masked PSN at λ = 1 keeps only the band j ≤ t ≤ j + k − 1 of
+W, so every product walks only the blocks that meet the band: O(k·T·N) instead of O(T²·N).
+
+cuBLAS stays for the plain GEMM `band_mix` (IPSU/RPSU's learned tril(W)·X + b, `kernels/psu.py`): its
+output feeds the PSU scan kernel, not a spike, so there is no epilogue to fuse.
 
 Sliding PSN: a Triton causal convolution over time, O(k·T·N), any T, never a T×T matrix. Forward fuses
 the spike (stores S and H); the backward is one Triton pass for dL/dH (surrogate), one anti-causal
@@ -12,22 +17,251 @@ convolution for dL/dX and one reduction kernel for dL/dW (per-program partial su
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import FireFunction, as_2d, check_device, launch_config, tile_at, tile_in
-
-#: time steps per block of the banded (λ = 1) masked-PSN products
-BAND_BLOCK = 256
+from .common import as_2d, check_device, launch_config, scalars, surrogate_args, surrogate_grad, tile_at, tile_in, tl_compute_dtype
 
 
+# --------------------------------------------------------------------------- PSN, masked PSN
+@dataclass(frozen=True)
+class GemmTiles:
+    """Blocking of the PSN GEMMs: [bm, bn] blocks of [T, N] outputs (forward, dL/dX) with bk time steps
+    per reduction step; dL/dW uses [bm, bm] blocks and bn neurons per step. ``dw_programs``: the fewest
+    dL/dW programs wanted, reached by splitting the neurons (split-K) when T is short; None = 4 per SM."""
+
+    bm: int
+    bn: int
+    bk: int
+    num_warps: int = 4
+    num_stages: int = 3
+    dw_programs: int | None = None
+
+
+#: GPU blocking: a design choice, not tuned (no GPU was available); tl.dot needs every side ≥ 16
+GPU_TILES = GemmTiles(bm=64, bn=128, bk=32)
+#: interpreter blocking (CPU tests): few programs, each a numpy step; tests shrink it to cover edges
+CPU_TILES = GemmTiles(bm=16, bn=64, bk=16, num_warps=1, num_stages=1, dw_programs=1)
+
+
+def _tiles(x: torch.Tensor) -> GemmTiles:
+    return CPU_TILES if x.device.type == "cpu" else GPU_TILES
+
+
+def _dot_args(x: torch.Tensor) -> dict:
+    """DOT (operand dtype of tl.dot) and PREC (its fp32 input precision) for input ``x``.
+
+    Half operands go to tl.dot as they are (tensor cores, fp32 accumulation), except bf16 under the
+    interpreter, whose bf16 tl.dot is wrong (kernel_anchors §7): there they are upcast to fp32. fp32 uses
+    TF32 only where torch's own matmuls would (`torch.backends.cuda.matmul.allow_tf32`), so the fused
+    GEMM rounds like the cuBLAS one it replaces; fp64 (the exact tests) runs tl.dot in fp64."""
+    dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}.get(x.dtype, tl_compute_dtype(x))
+    if dot == tl.bfloat16 and x.device.type == "cpu":
+        dot = tl.float32
+    tf32 = x.device.type == "cuda" and x.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    return {"DOT": dot, "PREC": "tf32" if tf32 else "ieee", "CD": tl_compute_dtype(x)}
+
+
+@triton.jit
+def _dot(a, b, acc, DOT: tl.constexpr, PREC: tl.constexpr):
+    """acc + a·b with the operands converted to DOT."""
+    return tl.dot(a.to(DOT), b.to(DOT), acc, input_precision=PREC)
+
+
+@triton.jit
+def _grad_h(gs_ptr, h_ptr, off, m, a, c, SG: tl.constexpr, CD: tl.constexpr):
+    """The dL/dH tile gS·g'(H) (threshold 0: the bias is −threshold) at ``off``; 0 where masked."""
+    gs = tl.load(gs_ptr + off, mask=m, other=0.0).to(CD)
+    h = tl.load(h_ptr + off, mask=m, other=0.0)
+    return gs * surrogate_grad(h, a, c, SG)
+
+
+@triton.jit(do_not_specialize=["T", "band"])
+def _mix_fire_kernel(w_ptr, x_ptr, b_ptr, s_ptr, h_ptr, T, N, band,
+                     BANDED: tl.constexpr, STORE_H: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                     BK: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr, CD: tl.constexpr):
+    """S = Θ(W X + b) for one [BM, BN] block (time rows, neuron columns) of x [T, N], w [T, T], b [T];
+    H too when STORE_H. BANDED: W is zero outside j ≤ t ≤ j + band − 1, so the reduction starts at the
+    BK step holding t0 − band + 1 and ends at the block's last row (W is also zero above the diagonal).
+    Grid: (neuron blocks, time blocks) — the neuron axis is the one that can exceed 65 535 blocks."""
+    t0 = tl.program_id(1) * BM
+    rows = tl.arange(0, BM)
+    cols = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
+    cmask = cols < N
+    ks = tl.arange(0, BK)
+    lo = 0
+    hi = T
+    if BANDED:
+        lo = tl.maximum(t0 - band + 1, 0) // BK * BK
+        hi = tl.minimum(t0 + BM, T)
+    acc = tl.zeros([BM, BN], CD)
+    for k0 in range(lo, hi, BK):
+        kk = k0 + ks
+        w_off, w_m = tile_at(t0, rows, kk, kk < T, T, T)    # W[t0 + rows, kk]
+        x_off, x_m = tile_at(k0, ks, cols, cmask, N, T)     # X[kk, cols]
+        acc = _dot(tl.load(w_ptr + w_off, mask=w_m, other=0.0), tl.load(x_ptr + x_off, mask=x_m, other=0.0),
+                   acc, DOT, PREC)
+    acc += tl.load(b_ptr + t0 + rows, mask=t0 + rows < T, other=0.0).to(CD)[:, None]
+    off, m = tile_at(t0, rows, cols, cmask, N, T)
+    # via fp32: the interpreter mis-sizes a direct bool -> bf16 conversion
+    tl.store(s_ptr + off, (acc >= 0).to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
+    if STORE_H:
+        tl.store(h_ptr + off, acc, mask=m)
+
+
+@triton.jit(do_not_specialize=["T", "band"])
+def _mix_grad_x_kernel(w_ptr, gs_ptr, h_ptr, p_ptr, gx_ptr, T, N, band,
+                       BANDED: tl.constexpr, SG: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                       BK: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr, CD: tl.constexpr):
+    """dL/dX = Wᵀ·dL/dH for one [BM, BN] block (input steps j, neuron columns), dL/dH = gS·g'(H) formed
+    from each loaded [BK, BN] tile. BANDED: output step t meets input j only for j ≤ t ≤ j + band − 1,
+    so the reduction covers t in [j0, j0 + BM − 1 + band − 1]. Grid as `_mix_fire_kernel`."""
+    j0 = tl.program_id(1) * BM
+    jr = tl.arange(0, BM)
+    cols = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
+    cmask = cols < N
+    ks = tl.arange(0, BK)
+    a, c = tl.load(p_ptr + 0), tl.load(p_ptr + 1)
+    lo = 0
+    hi = T
+    if BANDED:
+        lo = j0 // BK * BK
+        hi = tl.minimum(j0 + BM - 1 + band, T)
+    acc = tl.zeros([BM, BN], CD)
+    for k0 in range(lo, hi, BK):
+        w_off, w_m = tile_at(k0, ks, j0 + jr, j0 + jr < T, T, T)  # W[k0 + ks, j0 + jr] = Wᵀ[j, t]
+        g_off, g_m = tile_at(k0, ks, cols, cmask, N, T)
+        gh = _grad_h(gs_ptr, h_ptr, g_off, g_m, a, c, SG, CD)
+        acc = _dot(tl.trans(tl.load(w_ptr + w_off, mask=w_m, other=0.0)), gh, acc, DOT, PREC)
+    off, m = tile_at(j0, jr, cols, cmask, N, T)
+    tl.store(gx_ptr + off, acc.to(gx_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit(do_not_specialize=["T", "band", "n_split"])
+def _mix_grad_w_kernel(x_ptr, gs_ptr, h_ptr, p_ptr, gw_ptr, gb_ptr, T, N, band, n_split,
+                       BANDED: tl.constexpr, SG: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                       DOT: tl.constexpr, PREC: tl.constexpr, CD: tl.constexpr):
+    """One [BM, BM] block (t, j) of dL/dW = dL/dH·Xᵀ over the neuron columns [s·n_split, (s+1)·n_split)
+    of split s (n_split a multiple of BN), written to gw[s]; the diagonal block (same t and j blocks) also
+    writes dL/db[t] = Σ_n dL/dH[t, n] to gb[s]. BANDED: blocks that miss the band are skipped (gw is
+    zero there). Grid: (t blocks, j blocks, splits)."""
+    t0 = tl.program_id(0) * BM
+    j0 = tl.program_id(1) * BM
+    split = tl.program_id(2)
+    diag = tl.program_id(0) == tl.program_id(1)
+    rows = tl.arange(0, BM)
+    bs = tl.arange(0, BN)
+    a, c = tl.load(p_ptr + 0), tl.load(p_ptr + 1)
+    keep = True
+    if BANDED:
+        keep = (j0 <= t0 + BM - 1) & (j0 + BM - 1 >= t0 - band + 1)
+    if keep:
+        acc = tl.zeros([BM, BM], CD)
+        gb = tl.zeros([BM], CD)
+        n0 = split.to(tl.int64) * n_split
+        for c0 in range(n0, tl.minimum(n0 + n_split, N), BN):
+            cols = c0 + bs
+            cmask = cols < N
+            g_off, g_m = tile_at(t0, rows, cols, cmask, N, T)
+            gh = _grad_h(gs_ptr, h_ptr, g_off, g_m, a, c, SG, CD)
+            x_off, x_m = tile_at(j0, rows, cols, cmask, N, T)
+            acc = _dot(gh, tl.trans(tl.load(x_ptr + x_off, mask=x_m, other=0.0)), acc, DOT, PREC)
+            gb += tl.sum(gh, axis=1)  # kept by the diagonal block only; a branch here would cost more
+        out = split.to(tl.int64) * T * T
+        off, m = tile_at(t0, rows, j0 + rows, j0 + rows < T, T, T)
+        tl.store(gw_ptr + out + off, acc, mask=m)
+        if diag:
+            tl.store(gb_ptr + split.to(tl.int64) * T + t0 + rows, gb, mask=t0 + rows < T)
+
+
+def _dw_split(T: int, N: int, tiles: GemmTiles, device) -> int:
+    """Neuron columns per dL/dW program (a multiple of bn): split-K only when the T×T blocks alone
+    would leave the device idle (short T, many neurons)."""
+    want = tiles.dw_programs
+    if want is None:
+        want = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    blocks = triton.cdiv(T, tiles.bm) ** 2
+    splits = max(1, min(triton.cdiv(N, tiles.bn), triton.cdiv(want, blocks)))
+    return triton.cdiv(triton.cdiv(N, splits), tiles.bn) * tiles.bn
+
+
+class MixFireFunction(torch.autograd.Function):
+    """S = Θ(W X + b) [T, N] fused (see the module docstring); ``band`` = k when W is zero outside its
+    band of width k (masked PSN at λ = 1), None = dense. ``store_h``: keep H for the backward."""
+
+    @staticmethod
+    def forward(ctx, x2, w, b, band: int | None, surrogate, store_h: bool):
+        T, N = x2.shape
+        tiles, dot = _tiles(x2), _dot_args(x2)
+        w, b = w.contiguous(), b.contiguous()
+        s = torch.empty_like(x2)
+        h = torch.empty((T, N), dtype=compute_dtype(x2), device=x2.device) if store_h else s
+        grid = (triton.cdiv(N, tiles.bn), triton.cdiv(T, tiles.bm))
+        _mix_fire_kernel[grid](w, x2, b, s, h, T, N, band or 0, BANDED=band is not None, STORE_H=store_h,
+                               BM=tiles.bm, BN=tiles.bn, BK=tiles.bk, num_warps=tiles.num_warps,
+                               num_stages=tiles.num_stages, **dot)
+        if store_h:
+            ctx.save_for_backward(x2, w, h)
+        ctx.band, ctx.surrogate, ctx.b_dtype = band, surrogate, b.dtype
+        return s
+
+    @staticmethod
+    def backward(ctx, grad_s):
+        x2, w, h = ctx.saved_tensors
+        T, N = x2.shape
+        band, gs = ctx.band, grad_s.contiguous()
+        tiles, dot = _tiles(x2), _dot_args(x2)
+        sg_id, a, c = surrogate_args(ctx.surrogate)
+        p = scalars([a, c], x2)
+        common = dict(BANDED=band is not None, SG=sg_id, BM=tiles.bm, BN=tiles.bn, num_warps=tiles.num_warps,
+                      num_stages=tiles.num_stages, **dot)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.empty_like(x2)
+            grid = (triton.cdiv(N, tiles.bn), triton.cdiv(T, tiles.bm))
+            _mix_grad_x_kernel[grid](w, gs, h, p, gx, T, N, band or 0, BK=tiles.bk, **common)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            n_split = _dw_split(T, N, tiles, x2.device)
+            splits = triton.cdiv(N, n_split)
+            alloc = torch.zeros if band is not None else torch.empty  # skipped blocks stay zero
+            part_w = alloc((splits, T, T), dtype=h.dtype, device=h.device)
+            part_b = torch.empty((splits, T), dtype=h.dtype, device=h.device)
+            grid = (triton.cdiv(T, tiles.bm), triton.cdiv(T, tiles.bm), splits)
+            _mix_grad_w_kernel[grid](x2, gs, h, p, part_w, part_b, T, N, band or 0, n_split, **common)
+            gw = part_w.sum(0).to(w.dtype) if ctx.needs_input_grad[1] else None
+            gb = part_b.sum(0).to(ctx.b_dtype) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None, None
+
+
+def mix_fire(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, surrogate,
+             band: int | None = None) -> torch.Tensor:
+    """S = Θ(W X + b) [T, *batch] in x_seq's dtype, differentiable in x, W [T, T] and b [T] (any float
+    dtype; the GEMM runs with x_seq's operands). ``band`` = k: W is zero outside j ≤ t ≤ j + k − 1."""
+    check_device("psn", x_seq)
+    x2 = as_2d(x_seq)
+    store_h = torch.is_grad_enabled() and any(t.requires_grad for t in (x_seq, weight, bias))
+    return MixFireFunction.apply(x2, weight, bias, band, surrogate, store_h).view(x_seq.shape)
+
+
+def psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
+    """`register_backend` entry of ``psn``."""
+    return mix_fire(x_seq, module.weight, module.bias, module.surrogate)
+
+
+def masked_psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
+    """`register_backend` entry of ``masked_psn``: banded products at λ = 1, dense below."""
+    band = module.k if float(module.lambda_) >= 1.0 else None
+    return mix_fire(x_seq, module.masked_weight(module.weight.dtype), module.bias, module.surrogate, band)
+
+
+# --------------------------------------------------------------------------- plain GEMM (IPSU, RPSU)
 def _mm(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
     """a @ b accumulated and returned in ``out_dtype`` (fp32 for half operands: no rounding of H to
-    bf16 before the threshold). cuBLAS does it natively; elsewhere the operands are upcast."""
+    bf16 before it is used). cuBLAS does it natively; elsewhere the operands are upcast."""
     if a.dtype == out_dtype:
         return torch.mm(a, b)
     if a.is_cuda:
@@ -38,77 +272,36 @@ def _mm(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype) -> torch.Tenso
     return torch.mm(a.to(out_dtype), b.to(out_dtype))
 
 
-def _blocks(T: int, block: int):
-    for t0 in range(0, T, block):
-        yield t0, min(T, t0 + block)
-
-
 class BandMixFunction(torch.autograd.Function):
-    """H = W X + b [T, N] in the compute dtype; ``band`` = k keeps W's band j ≤ t ≤ j + k − 1 only
-    (W must already be zero outside it), None = dense. W is in the operand dtype (input dtype)."""
+    """H = W X + b [T, N] in the compute dtype on cuBLAS; W in the operand dtype (input dtype)."""
 
     @staticmethod
-    def forward(ctx, x2, w, b, band: int | None, cd: torch.dtype):
-        T = x2.shape[0]
-        if band is None:
-            h = _mm(w, x2, cd)
-        else:
-            h = torch.empty((T, x2.shape[1]), dtype=cd, device=x2.device)
-            for t0, t1 in _blocks(T, BAND_BLOCK):
-                lo = max(0, t0 - band + 1)
-                h[t0:t1] = _mm(w[t0:t1, lo:t1], x2[lo:t1], cd)
+    def forward(ctx, x2, w, b, cd: torch.dtype):
+        h = _mm(w, x2, cd)
         h += b.to(cd)[:, None]
         ctx.save_for_backward(x2, w)
-        ctx.band = band
         return h
 
     @staticmethod
     def backward(ctx, gh):
         x2, w = ctx.saved_tensors
-        band, T = ctx.band, x2.shape[0]
         gho = gh.to(x2.dtype)  # operands in the input dtype (bf16 tensor cores), fp32 accumulation
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            if band is None:
-                gx = _mm(w.t(), gho, gh.dtype)
-            else:
-                gx = torch.empty_like(gh)
-                for i0, i1 in _blocks(T, BAND_BLOCK):  # column block of X: outputs t in [i0, i1 + k − 1)
-                    th = min(T, i1 + band - 1)
-                    gx[i0:i1] = _mm(w[i0:th, i0:i1].t(), gho[i0:th], gh.dtype)
-            gx = gx.to(x2.dtype)
+            gx = _mm(w.t(), gho, gh.dtype).to(x2.dtype)
         if ctx.needs_input_grad[1]:
-            if band is None:
-                gw = _mm(gho, x2.t(), gh.dtype)
-            else:
-                gw = torch.zeros((T, T), dtype=gh.dtype, device=gh.device)
-                for t0, t1 in _blocks(T, BAND_BLOCK):
-                    lo = max(0, t0 - band + 1)
-                    gw[t0:t1, lo:t1] = _mm(gho[t0:t1], x2[lo:t1].t(), gh.dtype)
-            gw = gw.to(w.dtype)
+            gw = _mm(gho, x2.t(), gh.dtype).to(w.dtype)
         if ctx.needs_input_grad[2]:
             gb = gh.sum(1)
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None
 
 
-def band_mix(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, band: int | None = None):
-    """H = W X + b [T, N] in the compute dtype for x_seq [T, *batch]; W [T, T], b [T]."""
+def band_mix(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """H = W X + b [T, N] in the compute dtype for x_seq [T, *batch]; W [T, T], b [T]. IPSU/RPSU's
+    learned mix, whose H goes to the PSU kernel (no spike to fuse): cuBLAS."""
     check_device("psn", x_seq)
     x2 = as_2d(x_seq)
-    return BandMixFunction.apply(x2, weight.to(x2.dtype), bias, band, compute_dtype(x_seq))
-
-
-def psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """`register_backend` entry of ``psn``."""
-    h = band_mix(x_seq, module.weight, module.bias)
-    return FireFunction.apply(h, 0.0, module.surrogate, False, x_seq.dtype).view(x_seq.shape)
-
-
-def masked_psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
-    """`register_backend` entry of ``masked_psn``: banded products at λ = 1, dense below."""
-    band = module.k if float(module.lambda_) >= 1.0 else None
-    h = band_mix(x_seq, module.masked_weight(module.weight.dtype), module.bias, band)
-    return FireFunction.apply(h, 0.0, module.surrogate, False, x_seq.dtype).view(x_seq.shape)
+    return BandMixFunction.apply(x2, weight.to(x2.dtype), bias, compute_dtype(x_seq))
 
 
 # --------------------------------------------------------------------------- sliding PSN
