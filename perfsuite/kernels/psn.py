@@ -58,12 +58,16 @@ def _dot_args(x: torch.Tensor) -> dict:
     Half operands go to tl.dot as they are (tensor cores, fp32 accumulation), except bf16 under the
     interpreter, whose bf16 tl.dot is wrong (kernel_anchors §7): there they are upcast to fp32. fp32 uses
     TF32 only where torch's own matmuls would (`torch.backends.cuda.matmul.allow_tf32`), so the fused
-    GEMM rounds like the cuBLAS one it replaces; fp64 (the exact tests) runs tl.dot in fp64."""
+    GEMM rounds like the cuBLAS one it replaces; fp64 (the exact tests) runs tl.dot in fp64 ("ieee": no
+    TF32 rounding). Half operands keep tl.dot's default precision argument (it applies to fp32 only)."""
     dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}.get(x.dtype, tl_compute_dtype(x))
     if dot == tl.bfloat16 and x.device.type == "cpu":
         dot = tl.float32
-    tf32 = x.device.type == "cuda" and x.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
-    return {"DOT": dot, "PREC": "tf32" if tf32 else "ieee", "CD": tl_compute_dtype(x)}
+    prec = "tf32"
+    if x.dtype == torch.float64 or (x.dtype == torch.float32 and not (
+            x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)):
+        prec = "ieee"
+    return {"DOT": dot, "PREC": prec, "CD": tl_compute_dtype(x)}
 
 
 @triton.jit
