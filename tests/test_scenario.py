@@ -351,7 +351,8 @@ def test_extrapolation_block_is_kept(tmp_path):
     assert err.problems[0].path == "extrapolation.neurons[0].params.k" and "at seq_len=32" in err.problems[0].expected
     assert scenario(tmp_path).extrapolation is None
     # the block is what the extrapolation runner's config takes
-    extrapolation = pytest.importorskip("perfsuite.extrapolation")
+    from perfsuite import extrapolation
+
     cfg = extrapolation.ExtrapolationConfig.from_block(sc.extrapolation)
     assert (cfg.train_len, cfg.eval_lens, cfg.hidden) == (32, [32, 64, 128], 8)
 
@@ -426,8 +427,9 @@ def test_long_seq_reaches_30k_and_leaves_out_only_with_reasons():
 # --------------------------------------------------------------------------------------------- CLI
 def cli_validate(path):
     """`perfsuite validate PATH` in this process (typer's test runner): (exit code, stdout + stderr)."""
-    cli = pytest.importorskip("perfsuite.cli", reason="the CLI (perfsuite validate) is not there yet")
     from typer.testing import CliRunner
+
+    from perfsuite import cli
 
     result = CliRunner().invoke(cli.app, ["validate", str(path)])
     return result.exit_code, result.output, result.exception

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 from dataclasses import replace
 from typing import Callable
@@ -18,10 +19,11 @@ from .spec import NeuronSpec
 
 _NEURONS: dict[str, type[Neuron]] = {}
 _BACKENDS: dict[tuple[str, str], Callable] = {}
-#: backend name -> module that registers it when imported, and the install hint if that fails
-_PROVIDERS: dict[str, tuple[str, str]] = {
-    "triton": ("perfsuite.kernels", "pip install 'perfsuite[triton]' (needs triton)"),
-    "spikingjelly": ("perfsuite.peers.spikingjelly", "pip install 'perfsuite[peers]' (needs spikingjelly)"),
+#: backend name -> (module that registers it when imported, the library it needs, the install hint shown
+#: when that library is missing)
+_PROVIDERS: dict[str, tuple[str, str, str]] = {
+    "triton": ("perfsuite.kernels", "triton", "pip install 'perfsuite[triton]'"),
+    "spikingjelly": ("perfsuite.peers.spikingjelly", "spikingjelly", "pip install 'perfsuite[peers]'"),
 }
 _PROVIDER_ERRORS: dict[str, str] = {}
 
@@ -63,11 +65,13 @@ def register_backend(neuron: str, backend: str, fn: Callable) -> None:
 def _load_provider(backend: str) -> None:
     if backend not in _PROVIDERS or backend in _PROVIDER_ERRORS:
         return
-    module, hint = _PROVIDERS[backend]
+    module, library, hint = _PROVIDERS[backend]
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        _PROVIDER_ERRORS[backend] = f"backend {backend!r} is not available: {exc}; {hint}"
+        # the install hint only when the library itself is missing (not e.g. triton without a GPU)
+        missing = importlib.util.find_spec(library) is None
+        _PROVIDER_ERRORS[backend] = f"backend {backend!r} is not available: {exc}" + (f"; {hint}" if missing else "")
 
 
 def backend_names() -> list[str]:
