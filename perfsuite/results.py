@@ -14,10 +14,16 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
   ``neurons`` (= batch·features, the N of the analytic costs), ``precision`` (fp32|bf16|fp16),
   ``mode`` (forward|train|step), ``workload`` (layer|network), ``device`` (cpu|cuda)
 * ``status``: ``ok | skipped | oom | error | unsupported | timeout``; ``reason``: str or null
-* ``time``: ``{"samples_ms": [...], "median_ms", "mean_ms", "iqr_ms", "ci95_ms": [lo, hi], "n",
-  "cold_start_ms", "timer": "cuda_event" | "perf_counter"}``
+* ``time``: ``{"samples_ms": [...], "median_ms", "mean_ms", "iqr_ms", "ci95_ms": [lo, hi], "ci_coverage",
+  "n", "cold_start_ms", "timer": "cuda_event" | "perf_counter"}``. ``ci95_ms`` is the distribution-free
+  interval of the median that aims at 95 % (`perfsuite.measure.timing.median_ci_ranks`); ``ci_coverage``
+  is its exact coverage: ≥ 0.95 from n = 6 on, but with n < 6 the interval is [min, max] and covers
+  only 1 − 2^(1−n) (0.75 for n = 3). Rows written before ``ci_coverage`` existed lack it; it follows
+  from ``n`` (`perfsuite.measure.timing.median_ci_coverage`)
 * ``memory``: ``{"peak_allocated_bytes", "peak_reserved_bytes", "method"}`` where method says what was
-  measured (``"cuda_allocator"`` or ``"cpu_peak_rss_delta"``)
+  measured (``"cuda_allocator"`` or ``"cpu_peak_rss_delta"``); on the CPU it is null with
+  ``memory_reason`` when the resident-set growth is 0 or below the point's analytic lower bound (the
+  measure cannot resolve it, see `perfsuite.measure.memory`)
 * ``energy``: ``{"joules_per_call", "joules_per_gneuron_step", "idle_watts", "window_s", "calls"}``
 * ``modelled_energy``: ``{"joules_per_call", "sops", "macs", "source"}`` (neuromorphic estimate)
 * ``activity``: ``{"firing_rate", "per_layer": [...], "silent_fraction", "saturated_fraction",

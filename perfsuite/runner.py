@@ -247,7 +247,7 @@ def _measure(point, ctx: dict) -> dict:
     from .measure.energy import NvmlEnergy, modelled_energy
     from .measure.memory import PeakMemory
     from .measure.timing import bench, time_call
-    from .workloads import Workload
+    from .workloads import Workload, predicted_memory_bytes
 
     device, metrics = point.device, set(point.metrics)
     res: dict = {}
@@ -256,7 +256,9 @@ def _measure(point, ctx: dict) -> dict:
     cold = time_call(fn, device)  # first call: compile, autotune, allocator growth
     estimate = None
     if "memory" in metrics:
-        with PeakMemory(device) as pm:
+        # the CPU's RSS delta cannot resolve less than the point must hold: below that it is no measurement
+        bound = predicted_memory_bytes(point) if device == "cpu" else None
+        with PeakMemory(device, lower_bound_bytes=bound) as pm:
             estimate = time_call(fn, device)  # a steady-state call: also the estimate for the budgets
         res["memory"], reason = pm.result()
         if reason:
@@ -610,17 +612,20 @@ def _progress(enabled: bool, console, total: int):
 
 # ----------------------------------------------------------------------------------- summaries
 SUMMARY_COLUMNS = ("neuron", "backend", "mode", "precision", "seq_len", "batch", "features", "status",
-                   "median ms", "95% CI ms", "peak MiB", "rate", "agree")
+                   "median ms", "median CI ms (95 % unless marked)", "peak MiB", "rate", "agree")
 
 
 def summary_cells(row: dict) -> list[str]:
-    """One summary line of a row, as strings (shared by the Markdown file and the terminal table)."""
+    """One summary line of a row, as strings (shared by the Markdown file and the terminal table).
+    The median's interval carries its coverage when it is below 95 % (fewer than 6 samples: min–max)."""
+    from .measure.timing import ci_label
+
     t, m, a, g = row.get("time"), row.get("memory"), row.get("activity"), row.get("agreement")
     return [
         str(row.get("neuron")), str(row.get("backend")), str(row.get("mode")), str(row.get("precision")),
         str(row.get("seq_len")), str(row.get("batch")), str(row.get("features")), str(row.get("status")),
         f"{t['median_ms']:.4g}" if t else "",
-        f"{t['ci95_ms'][0]:.4g}–{t['ci95_ms'][1]:.4g}" if t else "",
+        ci_label(t) if t and t.get("ci95_ms") else "",
         f"{m['peak_allocated_bytes'] / 2**20:.4g}" if m and m.get("peak_allocated_bytes") is not None else "",
         f"{a['firing_rate']:.3f}" if a else "",
         f"{g['equal_fraction']:.4f}" if g else "",

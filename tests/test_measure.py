@@ -13,7 +13,10 @@ from scipy import stats
 from perfsuite.measure import activity, agreement, bench, median_ci_ranks, modelled_energy, summarize
 from perfsuite.measure import device as devmod
 from perfsuite.measure import energy as energymod
+from perfsuite.measure import memory as memmod
 from perfsuite.measure.memory import PeakMemory, device_memory_bytes
+from perfsuite.measure.timing import ci_label, median_ci_coverage
+from perfsuite.runner import SUMMARY_COLUMNS, summary_cells
 
 
 @pytest.mark.parametrize("n", list(range(1, 60)) + [100, 257, 1000])
@@ -40,6 +43,40 @@ def test_summarize_matches_numpy_and_keeps_raw_samples():
     assert lo <= s["median_ms"] <= hi
     assert (lo, hi) == (sorted(xs)[1], sorted(xs)[8])  # n = 10: ranks 2 and 9
     assert s["n"] == 10
+
+
+@pytest.mark.parametrize("n", list(range(1, 40)) + [100, 1000])
+def test_ci_coverage_is_the_exact_binomial_coverage_of_the_ranks(n):
+    lo, _ = median_ci_ranks(n)
+    assert median_ci_coverage(n) == pytest.approx(1 - 2 * stats.binom.cdf(lo, n, 0.5), abs=1e-12)
+    if n < 6:  # [min, max]: the median lies outside only when every sample is on one side of it
+        assert median_ci_coverage(n) == pytest.approx(1 - 2 ** (1 - n))
+    else:
+        assert median_ci_coverage(n) >= 0.95
+
+
+def test_summarize_records_the_coverage_and_small_samples_are_labelled_min_max():
+    three = summarize([3.0, 1.0, 2.0])
+    assert three["ci95_ms"] == [1.0, 3.0] and three["ci_coverage"] == pytest.approx(0.75)
+    assert ci_label(three) == "1–3 (n=3: min–max, 75 %)"
+    ten = summarize([float(x) for x in range(1, 11)])
+    assert ten["ci_coverage"] >= 0.95 and ci_label(ten) == "2–9"
+    # a row written before ci_coverage existed: the coverage follows from n, or from the samples
+    old = {k: v for k, v in three.items() if k != "ci_coverage"}
+    assert ci_label(old) == ci_label(three)
+    assert ci_label({"ci95_ms": [1.0, 3.0], "samples_ms": [1.0, 2.0, 3.0]}) == ci_label(three)
+    assert ci_label({"ci95_ms": [1.0, 3.0]}) == "1–3 (coverage unknown)"
+    with pytest.raises(ValueError, match="n=0"):
+        median_ci_coverage(0)
+
+
+def test_run_summary_does_not_call_a_three_sample_range_a_95_percent_interval():
+    col = SUMMARY_COLUMNS.index("median CI ms (95 % unless marked)")
+    row = {"neuron": "lif", "status": "ok", "time": summarize([1.0, 1.2, 1.1])}
+    assert summary_cells(row)[col] == "1–1.2 (n=3: min–max, 75 %)"
+    row["time"] = summarize([1.0 + i / 100 for i in range(20)])
+    assert summary_cells(row)[col] == ci_label(row["time"]) and "min–max" not in summary_cells(row)[col]
+    assert not any("95% CI" in c for c in SUMMARY_COLUMNS)
 
 
 def test_summarize_rejects_no_samples():
@@ -72,9 +109,36 @@ def test_cpu_peak_memory_sees_a_large_temporary_and_not_a_small_one():
     assert block["peak_allocated_bytes"] >= 48 * 2 ** 20
     with PeakMemory("cpu") as pm:
         y = torch.ones(1024)
-    assert pm.result()[0]["peak_allocated_bytes"] < 48 * 2 ** 20
+    block, reason = pm.result()  # 4 KiB: usually no growth at all, which is no measurement
+    assert (block is None and "resolution" in reason) or block["peak_allocated_bytes"] < 48 * 2 ** 20
     del y
     assert device_memory_bytes("cpu") > 0
+
+
+def test_cpu_peak_memory_below_the_analytic_lower_bound_is_null_with_the_reason():
+    with PeakMemory("cpu", lower_bound_bytes=2 ** 40) as pm:  # 1 TiB: no 64 MiB temporary reaches it
+        x = torch.ones(16 * 2 ** 20)
+        del x
+    block, reason = pm.result()
+    assert block is None
+    assert "analytic lower bound of 1099511627776 bytes" in reason and "RSS-delta" in reason
+    with PeakMemory("cpu", lower_bound_bytes=2 ** 20) as pm:  # 1 MiB: the 64 MiB temporary is above it
+        x = torch.ones(16 * 2 ** 20)
+        del x
+    block, reason = pm.result()
+    assert reason is None and block["peak_allocated_bytes"] >= 48 * 2 ** 20
+    with pytest.raises(ValueError, match="lower_bound_bytes=-1"):
+        PeakMemory("cpu", lower_bound_bytes=-1)
+
+
+def test_cpu_peak_memory_of_zero_growth_is_null_not_zero(monkeypatch):
+    monkeypatch.setattr(memmod, "_status_kib", lambda field: 1000)  # VmHWM after = VmRSS before
+    with PeakMemory("cpu") as pm:
+        pass
+    block, reason = pm.result()
+    assert block is None and "did not grow" in reason and "resolution" in reason
+    assert memmod.unresolved_reason(0, None) == reason
+    assert memmod.unresolved_reason(4096, None) is None and memmod.unresolved_reason(4096, 4096) is None
 
 
 def test_energy_is_null_with_reason_on_cpu():

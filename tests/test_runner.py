@@ -62,7 +62,9 @@ def test_full_run_writes_a_row_per_point_with_every_status(tmp_path):
         t = r["time"]
         assert t["n"] == len(t["samples_ms"]) >= 3 and t["timer"] == "perf_counter"
         assert t["ci95_ms"][0] <= t["median_ms"] <= t["ci95_ms"][1] and t["cold_start_ms"] > 0
-        assert r["memory"]["method"] == "cpu_peak_rss_delta"
+        # a tiny point's RSS growth is often 0 or below its analytic bound: then null with the reason
+        assert (r["memory"] is None and "resolution" in r["memory_reason"]) or \
+            r["memory"]["method"] == "cpu_peak_rss_delta"
         assert r["activity"]["firing_rate"] == pytest.approx(0.1, abs=0.08)
         assert r["agreement"]["equal_fraction"] >= 0.9
         assert r["cost"]["flops"] > 0 and r["cost"]["min_bytes"] > 0

@@ -6,7 +6,11 @@
   high-water mark ``VmHWM`` is reset by writing ``5`` to ``/proc/self/clear_refs``, and the peak is
   ``VmHWM`` after the calls minus ``VmRSS`` before them (method ``"cpu_peak_rss_delta"``). It counts
   every page the process touched (allocator slack, thread stacks), not only tensors; when the reset is
-  refused the block is ``null`` with the reason.
+  refused the block is ``null`` with the reason. The allocator reuses pages that are already resident
+  and tensors made before the calls (parameters, input) are not counted, so the delta is often 0 or
+  below what the point must hold: when it is 0, or below the point's analytic lower bound
+  (``lower_bound_bytes``, the runner's `perfsuite.workloads.predicted_memory_bytes`), the block is
+  ``null`` with that reason rather than a number the measure cannot stand behind.
 """
 from __future__ import annotations
 
@@ -24,11 +28,28 @@ def _status_kib(field: str) -> int:
     raise OSError(f"/proc/self/status has no {field}")
 
 
-class PeakMemory:
-    """Context manager around the calls of one mode; ``result()`` -> (memory block or None, reason)."""
+def unresolved_reason(delta_bytes: int, lower_bound_bytes: int | None) -> str | None:
+    """Why a CPU resident-set growth of ``delta_bytes`` is no measurement of the calls' peak memory
+    (0, or below the point's analytic lower bound), or None when it can stand as one."""
+    why = ("below the resolution of the RSS-delta measure (the allocator reuses resident pages, and "
+           "tensors made before the calls are not counted)")
+    if delta_bytes <= 0:
+        return f"the resident set did not grow during the calls: {why}"
+    if lower_bound_bytes is not None and delta_bytes < lower_bound_bytes:
+        return (f"the resident set grew by {delta_bytes} bytes, less than the point's analytic lower bound of "
+                f"{lower_bound_bytes} bytes: {why}")
+    return None
 
-    def __init__(self, device: str) -> None:
+
+class PeakMemory:
+    """Context manager around the calls of one mode; ``result()`` -> (memory block or None, reason).
+    ``lower_bound_bytes``: the least memory the calls must hold (CPU only: a smaller delta is null)."""
+
+    def __init__(self, device: str, lower_bound_bytes: int | None = None) -> None:
+        if lower_bound_bytes is not None and lower_bound_bytes < 0:
+            raise ValueError(f"PeakMemory: lower_bound_bytes={lower_bound_bytes}; expected None or >= 0 bytes")
         self.device = device
+        self.lower_bound_bytes = lower_bound_bytes
         self._base = 0
         self._error: str | None = None
         self._block: dict | None = None
@@ -55,8 +76,10 @@ class PeakMemory:
                            "method": "cuda_allocator"}
         elif self._error is None:
             delta = max(0, _status_kib("VmHWM") - self._base) * 1024
-            self._block = {"peak_allocated_bytes": delta, "peak_reserved_bytes": None,
-                           "method": "cpu_peak_rss_delta"}
+            self._error = unresolved_reason(delta, self.lower_bound_bytes)
+            if self._error is None:
+                self._block = {"peak_allocated_bytes": delta, "peak_reserved_bytes": None,
+                               "method": "cpu_peak_rss_delta"}
 
     def result(self) -> tuple[dict | None, str | None]:
         return self._block, (None if self._block is not None else self._error or "not measured")

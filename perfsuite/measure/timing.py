@@ -5,9 +5,12 @@ the budgets (``warmup_ms``, ``rep_ms``), clamped to ``[min_reps, max_reps]``. Ev
 on its own (a CUDA event pair on a GPU, ``time.perf_counter`` around a synchronised call on the CPU) and
 every raw sample is kept, so later steps (reports, the regression gate) can apply their own statistics.
 
-The summary is the median, the IQR and a distribution-free 95 % confidence interval of the median from
+The summary is the median, the IQR and a distribution-free confidence interval of the median from
 order statistics (the ranks come from the binomial(n, 1/2) distribution, as asv's ``quantile_ci`` does),
-which needs no assumption about the shape of the timing distribution.
+which needs no assumption about the shape of the timing distribution. The interval aims at 95 %; with
+fewer than 6 samples no pair of order statistics reaches it, the interval is then [min, max], and its
+actual coverage (``ci_coverage``, e.g. 0.75 for 3 samples) is recorded beside it so that nobody reads it
+as a 95 % interval.
 """
 from __future__ import annotations
 
@@ -95,6 +98,33 @@ def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, int]:
     return k, n - 1 - k
 
 
+def median_ci_coverage(n: int, level: float = 0.95) -> float:
+    """Exact coverage of the `median_ci_ranks` interval for ``n`` samples: 1 − 2·P(X ≤ lo) with
+    X ~ binomial(n, 1/2); at least ``level`` from 6 samples on, 1 − 2^(1−n) below."""
+    if n < 1:
+        raise ValueError(f"median_ci_coverage: n={n}; expected at least one sample")
+    lo, _ = median_ci_ranks(n, level)
+    below = sum(math.comb(n, i) for i in range(lo + 1))
+    return 1.0 - 2.0 * below / (1 << n)
+
+
+def ci_label(time_block: dict) -> str:
+    """The median's interval of a row's ``time`` block as text: ``lo–hi`` when it covers the median
+    with ≥ 95 % probability, else ``lo–hi (n=3: min–max, 75 %)``, so a short sample is never shown as a
+    95 % interval. Rows written before ``ci_coverage`` existed get it from ``n`` (or the samples)."""
+    lo, hi = time_block["ci95_ms"]
+    text = f"{lo:.4g}–{hi:.4g}"
+    coverage = time_block.get("ci_coverage")
+    n = time_block.get("n") or len(time_block.get("samples_ms") or [])
+    if coverage is None and n:
+        coverage = median_ci_coverage(int(n))
+    if coverage is None:
+        return f"{text} (coverage unknown)"
+    if coverage >= 0.95:
+        return text
+    return f"{text} (n={n}: min–max, {100 * coverage:.3g} %)"
+
+
 def quantile(sorted_xs: list[float], q: float) -> float:
     """Linear-interpolated quantile of sorted samples (numpy's default method)."""
     pos = (len(sorted_xs) - 1) * q
@@ -104,7 +134,8 @@ def quantile(sorted_xs: list[float], q: float) -> float:
 
 
 def summarize(samples_ms: list[float]) -> dict:
-    """``samples_ms`` (raw, in measured order), median, mean, IQR, 95 % CI of the median, n."""
+    """``samples_ms`` (raw, in measured order), median, mean, IQR, the interval of the median that aims
+    at 95 % (``ci95_ms``) with its exact coverage (``ci_coverage``, below 0.95 when n < 6), n."""
     if not samples_ms:
         raise ValueError("summarize: samples_ms is empty; expected at least one timing sample")
     xs = sorted(samples_ms)
@@ -115,5 +146,6 @@ def summarize(samples_ms: list[float]) -> dict:
         "mean_ms": statistics.fmean(xs),
         "iqr_ms": quantile(xs, 0.75) - quantile(xs, 0.25),
         "ci95_ms": [xs[lo], xs[hi]],
+        "ci_coverage": median_ci_coverage(len(xs)),
         "n": len(xs),
     }
