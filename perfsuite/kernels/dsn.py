@@ -100,14 +100,20 @@ def _conv_params(w_ptr, bias_ptr, cols, cmask, C, K: tl.constexpr, KP: tl.conste
     return wl.to(CD), krows, bias
 
 
+@triton.jit
+def _params(p_ptr):
+    """(1/τ, levels, surrogate a, surrogate c): the parameter vector `DSNFunction.forward` builds (the
+    forward kernel reads the first two; the surrogate's loads are dropped by the compiler)."""
+    return tl.load(p_ptr + 0), tl.load(p_ptr + 1), tl.load(p_ptr + 2), tl.load(p_ptr + 3)
+
+
 @triton.jit(do_not_specialize=["T"])
 def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, STORE_H: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
-    inv_tau = tl.load(p_ptr + 0)
-    levels = tl.load(p_ptr + 1)
+    inv_tau, levels, _, _ = _params(p_ptr)
     wl, krows, bias = _conv_params(w_ptr, bias_ptr, cols, cmask, C, K, KP, CD)
     h = tl.zeros([BLOCK], CD)
     prev = tl.zeros([BT, BLOCK], CD)  # the tile before t = 0: the conv's zero left pad
@@ -148,10 +154,7 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
-    inv_tau = tl.load(p_ptr + 0)
-    levels = tl.load(p_ptr + 1)
-    sg_a = tl.load(p_ptr + 2)
-    sg_c = tl.load(p_ptr + 3)
+    inv_tau, levels, sg_a, sg_c = _params(p_ptr)
     wl, krows, bias = _conv_params(w_ptr, bias_ptr, cols, cmask, C, K, KP, CD)
     g = tl.zeros([BLOCK], CD)                 # G_{t+1}
     a_next = tl.zeros([BLOCK], CD)            # a_{t+1} (0 past the end: G_{T+1} = 0 anyway)

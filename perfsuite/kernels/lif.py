@@ -46,15 +46,20 @@ from .common import (
 )
 
 
+@triton.jit
+def _params(p_ptr):
+    """(k, V_th, V_reset, surrogate a, surrogate c): the parameter vector `LIFFunction.forward` builds
+    (the forward kernel reads the first three; the surrogate's loads are dropped by the compiler)."""
+    return tl.load(p_ptr + 0), tl.load(p_ptr + 1), tl.load(p_ptr + 2), tl.load(p_ptr + 3), tl.load(p_ptr + 4)
+
+
 @triton.jit(do_not_specialize=["T"])
 def _lif_fwd_kernel(x_ptr, s_ptr, h_ptr, p_ptr, T, N,
                     DECAY_INPUT: tl.constexpr, SOFT: tl.constexpr, STORE_H: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
-    k = tl.load(p_ptr + 0)
-    v_th = tl.load(p_ptr + 1)
-    v_reset = tl.load(p_ptr + 2)
+    k, v_th, v_reset, _, _ = _params(p_ptr)
     v = tl.zeros([BLOCK], CD) + v_reset
 
     off, m = tile_at(0, rows, cols, cmask, N, T)
@@ -93,11 +98,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
-    k = tl.load(p_ptr + 0)
-    v_th = tl.load(p_ptr + 1)
-    v_reset = tl.load(p_ptr + 2)
-    sg_a = tl.load(p_ptr + 3)
-    sg_c = tl.load(p_ptr + 4)
+    k, v_th, v_reset, sg_a, sg_c = _params(p_ptr)
     gv = tl.zeros([BLOCK], CD)       # dL/dV_t from the steps after t
     gk_acc = tl.zeros([BLOCK], CD)   # per-neuron dL/dk
 

@@ -61,6 +61,13 @@ def _sigmoid(v):
     return 1.0 / (1.0 + tl.exp(-v))
 
 
+@triton.jit
+def _params(p_ptr):
+    """(d, τ, V_th, surrogate a, surrogate c): the parameter vector `PSUFunction.forward` builds
+    (the forward kernel reads the first three; the surrogate's loads are dropped by the compiler)."""
+    return tl.load(p_ptr + 0), tl.load(p_ptr + 1), tl.load(p_ptr + 2), tl.load(p_ptr + 3), tl.load(p_ptr + 4)
+
+
 @triton.jit(do_not_specialize=["T"])
 def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
                     INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr,
@@ -68,9 +75,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
-    d = tl.load(p_ptr + 0)
-    tau = tl.load(p_ptr + 1)
-    v_th = tl.load(p_ptr + 2)
+    d, tau, v_th, _, _ = _params(p_ptr)
     u = tl.zeros([BLOCK], CD)
     q = tl.zeros([BLOCK], CD)  # r_{t−1} + y_{t−1}: r_t = d·q
 
@@ -127,11 +132,7 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
     pid, cols, cmask = program_columns(N, BLOCK)
     rows = tl.arange(0, BT)
-    d = tl.load(p_ptr + 0)
-    tau = tl.load(p_ptr + 1)
-    v_th = tl.load(p_ptr + 2)
-    sg_a = tl.load(p_ptr + 3)
-    sg_c = tl.load(p_ptr + 4)
+    d, tau, v_th, sg_a, sg_c = _params(p_ptr)
     r_next = tl.zeros([BLOCK], CD)  # dL/dr_{t+1}
     u_next = tl.zeros([BLOCK], CD)  # dL/du_{t+1}
 
