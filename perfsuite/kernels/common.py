@@ -228,16 +228,6 @@ def surrogate_grad(x, a, c, KIND: tl.constexpr):
 
 # ------------------------------------------------------------------- fire epilogue (elementwise)
 @triton.jit
-def _fire_fwd_kernel(h_ptr, s_ptr, p_ptr, n, STRICT: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < n
-    z = tl.load(h_ptr + offs, mask=m, other=0.0) - tl.load(p_ptr + 0)
-    spike = (z > 0) if STRICT else (z >= 0)
-    # via fp32: the interpreter mis-sizes a direct bool -> bf16 conversion
-    tl.store(s_ptr + offs, spike.to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
-
-
-@triton.jit
 def _fire_bwd_kernel(gs_ptr, h_ptr, gh_ptr, p_ptr, n, SG: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
@@ -251,15 +241,6 @@ def _elementwise_block(n: int, device) -> int:
     return 1024 if device.type == "cuda" else min(1 << 16, triton.next_power_of_2(max(n, 1)))
 
 
-def fire(h: torch.Tensor, threshold: float, out_dtype: torch.dtype, strict: bool = False) -> torch.Tensor:
-    """S = Θ(H − threshold) (Θ(0) = 1, or 0 when ``strict``) in ``out_dtype``; H any shape, contiguous."""
-    s = torch.empty(h.shape, dtype=out_dtype, device=h.device)
-    n = h.numel()
-    block = _elementwise_block(n, h.device)
-    _fire_fwd_kernel[(triton.cdiv(n, block),)](h, s, scalars([threshold], h), n, STRICT=strict, BLOCK=block)
-    return s
-
-
 def fire_backward(grad_s: torch.Tensor, h: torch.Tensor, threshold: float, surrogate: Surrogate) -> torch.Tensor:
     """dL/dH = dL/dS · g'(H − threshold), in the dtype of ``h`` (the compute dtype)."""
     gs = grad_s.contiguous()
@@ -269,19 +250,3 @@ def fire_backward(grad_s: torch.Tensor, h: torch.Tensor, threshold: float, surro
     sg_id, p = surrogate_scalars([threshold], surrogate, h)
     _fire_bwd_kernel[(triton.cdiv(n, block),)](gs, h, gh, p, n, SG=sg_id, BLOCK=block)
     return gh
-
-
-class FireFunction(torch.autograd.Function):
-    """Θ(H − threshold) with the surrogate backward, both as Triton kernels; saves H only."""
-
-    @staticmethod
-    def forward(ctx, h, threshold: float, surrogate: Surrogate, strict: bool, out_dtype: torch.dtype):
-        h = h.contiguous()
-        ctx.save_for_backward(h)
-        ctx.threshold, ctx.surrogate = threshold, surrogate
-        return fire(h, threshold, out_dtype, strict)
-
-    @staticmethod
-    def backward(ctx, grad_s):
-        (h,) = ctx.saved_tensors
-        return fire_backward(grad_s, h, ctx.threshold, ctx.surrogate), None, None, None, None
