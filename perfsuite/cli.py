@@ -182,6 +182,14 @@ def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> Non
     sc = _load(file)
     points = sc.points()
     typer.echo(f"{file}: valid; {len(points)} points ({len(sc.excluded())} excluded by rules)")
+    from .compare import Thresholds, min_testable_samples
+
+    need = min_testable_samples(Thresholds().alpha)
+    if "time" in sc.metrics and sc.timing.min_reps < need:
+        typer.echo(f"warning: {file}: timing.min_reps={sc.timing.min_reps}: points may get fewer than {need} time "
+                   f"samples, too few for the regression gate's U test to reach alpha={Thresholds().alpha:g} "
+                   f"(`perfsuite compare` lists them as untestable); set timing.min_reps >= {need} for runs "
+                   f"meant for the gate", err=True)
 
 
 # ---------------------------------------------------------------------------------------- list
@@ -292,6 +300,8 @@ def compare(baseline: Path = typer.Argument(..., help="baseline run folder or re
             json_out: Optional[Path] = typer.Option(None, "--json", help="also write the verdicts as JSON"),
             show_all: bool = typer.Option(False, "--all", help="list unchanged findings too"),
             fail_on_missing: bool = typer.Option(False, "--fail-on-missing", help="exit 1 when baseline points are missing"),
+            fail_on_untestable: bool = typer.Option(False, "--fail-on-untestable", help="exit 1 when time findings have "
+                                                    "too few samples to be tested (default: pass with a warning)"),
             rerun: Optional[Path] = typer.Option(None, "--rerun", help="scenario to re-measure flagged points with; "
                                                  "fail only if the re-run agrees"),
             rerun_out: Optional[Path] = typer.Option(None, "--rerun-out", help="run folder of the re-run")) -> None:
@@ -302,7 +312,7 @@ def compare(baseline: Path = typer.Argument(..., help="baseline run folder or re
         th = cmp.Thresholds(time=threshold, alpha=alpha, memory=memory_threshold, firing_rate=firing_rate_tol,
                             agreement=agreement_tol)
         result = cmp.compare_runs(baseline, candidate, thresholds=th, noise_floor=noise_floor, force=force,
-                                  fail_on_missing=fail_on_missing)
+                                  fail_on_missing=fail_on_missing, fail_on_untestable=fail_on_untestable)
         if rerun is not None and result.flagged_keys():
             rerun_dir = rerun_out or candidate.with_name(f"{candidate.name}-rerun-{datetime.now():%Y%m%d-%H%M%S}")
             typer.echo(f"re-measuring {len(result.flagged_keys())} flagged point(s) into {rerun_dir}", err=True)

@@ -6,7 +6,9 @@ from `VERDICTS` with the evidence behind it:
 * **time** (noisy): a one-sided Mann–Whitney U test on the raw samples (``time.samples_ms``) *and* a
   bootstrap interval of the median ratio candidate/baseline. A regression needs the U test significant
   at ``alpha`` and the whole interval above ``1 + threshold``; the threshold is 5 % by default and never
-  below the point's noise floor when an A/A noise-floor file is given. Pairing a significance test with
+  below the point's noise floor when an A/A noise-floor file is given. With too few samples the exact U
+  test cannot reach ``alpha`` whatever the data (`untestable_reason`): such a finding is ``untestable``,
+  not ``unchanged``, so a gate that could not have seen a slowdown does not read as a clean pass. Pairing a significance test with
   a minimum factor follows asv's ``compare`` (Mann–Whitney U plus ``--factor``), asking the interval
   (not only the estimate) to clear the threshold follows Criterion.rs; the fixed-percentage rules of
   TorchBench and pytest-benchmark flood on GPU noise (``shared/research/harness_anchors.md`` §2, §8, §11).
@@ -22,8 +24,10 @@ Points only in the baseline are ``missing``, points only in the candidate are ``
 different environments (GPU model, driver, torch, triton) are refused unless forced: a baseline from
 another machine says nothing about a change of code.
 
-Exit codes (`Comparison.exit_code`): 0 no regression, 1 at least one regression; bad input (missing
-files, mismatched environments, a bad noise-floor file) raises, and the CLI turns that into exit 2.
+Exit codes (`Comparison.exit_code`): 0 no regression, 1 at least one regression (or a missing /
+untestable finding when ``fail_on_missing`` / ``fail_on_untestable`` is set); untestable findings alone
+pass with a warning (`Comparison.warnings`). Bad input (missing files, mismatched environments, a bad
+noise-floor file) raises, and the CLI turns that into exit 2.
 """
 from __future__ import annotations
 
@@ -39,7 +43,9 @@ import numpy as np
 
 from .results import load_run
 
-VERDICTS = ("regression", "improvement", "unchanged", "missing", "new")
+#: ``untestable``: a time finding whose sample counts cannot reach significance (listed right after
+#: the regressions: it is the other thing a reader of the gate must act on)
+VERDICTS = ("regression", "untestable", "improvement", "unchanged", "missing", "new")
 METRICS = ("status", "time", "memory", "firing_rate", "agreement", "accuracy")
 #: statuses after which a point's metrics mean nothing; ok -> one of these is a regression
 FAILED = ("error", "oom", "timeout")
@@ -55,6 +61,8 @@ ENV_FIELDS: dict[str, tuple[str, ...]] = {
 #: compared only when both runs are CPU runs: there the CPU is the device being timed
 CPU_ENV_FIELDS: dict[str, tuple[str, ...]] = {"cpu": ("cpu.model", "cpu_model")}
 NOISE_FLOOR_KIND = "perfsuite-noise-floor"
+#: fewer A/A runs than this give per-point floors that vary too much (docs/regression.md); compare warns
+MIN_NOISE_FLOOR_RUNS = 5
 
 
 class EnvironmentMismatch(ValueError):
@@ -99,6 +107,10 @@ class NoiseFloor:
     source: str = ""
     #: `ENV_FIELDS` of the A/A runs; a floor from another machine or software stack is refused
     env: dict[str, Any] = field(default_factory=dict)
+    #: how many A/A runs it was measured from (None: a file that does not say)
+    runs: int | None = None
+    #: made from runs whose environments differ (``force``): its spread includes the environment change
+    forced: bool = False
 
     def floor(self, key: str) -> float:
         return self.points.get(key, self.default)
@@ -140,6 +152,7 @@ class Comparison:
     noise_floor: str | None = None
     rerun: str | None = None
     fail_on_missing: bool = False
+    fail_on_untestable: bool = False
     #: the floor itself (``noise_floor`` above is where it came from), reused by a confirming re-run
     floor: NoiseFloor | None = field(default=None, repr=False)
 
@@ -151,12 +164,43 @@ class Comparison:
         return [f for f in self.findings if f.verdict == "regression"]
 
     @property
+    def untestable(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict == "untestable"]
+
+    @property
     def exit_code(self) -> int:
         if self.regressions:
             return 1
         if self.fail_on_missing and any(f.verdict == "missing" for f in self.findings):
             return 1
+        if self.fail_on_untestable and self.untestable:
+            return 1
         return 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """What limits this comparison's power, for the headline's reader: untestable time findings
+        (with the scenario setting that fixes them) and a noise floor from too few or mixed A/A runs."""
+        out = []
+        untestable = self.untestable
+        if untestable:
+            need = min_testable_samples(self.thresholds.alpha)
+            fails = "they fail the gate (--fail-on-untestable)" if self.fail_on_untestable else (
+                "the gate passes without having tested them (--fail-on-untestable makes them fail it)")
+            out.append(f"{len(untestable)} time finding(s) untestable: {untestable[0].evidence['untestable']} "
+                       f"(first: {untestable[0].point}); {fails}. Set the scenario's timing.min_reps >= {need} "
+                       f"and measure the baseline and the candidate again")
+        nf = self.floor
+        if nf is not None and (nf.runs is None or nf.runs < MIN_NOISE_FLOOR_RUNS):
+            made = "does not record how many A/A runs it came from" if nf.runs is None else (
+                f"was measured from {nf.runs} A/A run(s)")
+            out.append(f"the noise floor {nf.source or '(given)'} {made}; with fewer than {MIN_NOISE_FLOOR_RUNS} "
+                       f"the per-point floors vary too much: measure it again with scripts/noise_floor.sh "
+                       f"(RUNS >= {MIN_NOISE_FLOOR_RUNS})")
+        if nf is not None and nf.forced:
+            out.append(f"the noise floor {nf.source or '(given)'} was forced across A/A runs from different "
+                       f"environments: its spread includes that change")
+        return out
 
     def flagged_keys(self) -> list[str]:
         """Keys of the points with at least one regression (what a confirming re-run measures again)."""
@@ -164,9 +208,13 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "result": "regression" if self.exit_code else "pass",
+            # "fail": exit 1 without a regression (fail_on_missing / fail_on_untestable)
+            "result": "regression" if self.regressions else "fail" if self.exit_code else "pass",
             "exit_code": self.exit_code,
             "counts": self.counts(),
+            "warnings": self.warnings,
+            "fail_on_missing": self.fail_on_missing,
+            "fail_on_untestable": self.fail_on_untestable,
             "thresholds": asdict(self.thresholds),
             "noise_floor": self.noise_floor,
             "rerun": self.rerun,
@@ -198,10 +246,35 @@ def median_ratio_interval(baseline: np.ndarray, candidate: np.ndarray, *, confid
     return float(lo), float(hi)
 
 
+def min_testable_samples(alpha: float) -> int:
+    """Smallest ``n`` such that ``n`` samples a side let the exact one-sided U test reach p < ``alpha``
+    (its smallest p is 1 / C(2n, n): 5 a side give 1/252 ≈ 0.004, 4 give 1/70 ≈ 0.014)."""
+    n = 1
+    while 1 / math.comb(2 * n, n) >= alpha:
+        n += 1
+    return n
+
+
+def untestable_reason(n_baseline: int, n_candidate: int, alpha: float) -> str | None:
+    """Why samples of these sizes cannot show a change at ``alpha``, or None when they can.
+
+    The exact one-sided Mann–Whitney U test's smallest p-value is 1 / C(n_b + n_c, n_b), reached when
+    every candidate sample lies beyond every baseline sample; at or above ``alpha`` no data can be
+    significant, so the verdict would be ``unchanged`` whatever the times were."""
+    p_min = 1 / math.comb(n_baseline + n_candidate, n_baseline)
+    if p_min < alpha:
+        return None
+    return (f"too few samples ({n_baseline} baseline, {n_candidate} candidate): the U test's smallest p is "
+            f"{p_min:.2g}, not below alpha={alpha:g}")
+
+
 def time_verdict(baseline_ms: Iterable[float], candidate_ms: Iterable[float], *, threshold: float,
                  alpha: float = 0.01, confidence: float = 0.95, resamples: int = 1000,
                  seed: int = 0) -> tuple[str, float, dict[str, Any]]:
     """(verdict, median ratio, evidence) for two sets of raw time samples.
+
+    ``untestable`` (reason in ``evidence["untestable"]``) when the sample counts cannot reach ``alpha``
+    (`untestable_reason`): neither a regression nor ``unchanged`` can honestly be claimed.
 
     Regression: the one-sided Mann–Whitney U test says the candidate is slower (p < alpha) *and* the
     whole bootstrap ``confidence`` interval of the median ratio lies above ``1 + threshold``.
@@ -218,6 +291,10 @@ def time_verdict(baseline_ms: Iterable[float], candidate_ms: Iterable[float], *,
     p = float(mannwhitneyu(c, b, alternative=direction).pvalue)
     evidence = {"p_value": p, "alternative": "slower" if direction == "greater" else "faster", "ci": None,
                 "confidence": confidence, "alpha": alpha, "threshold": threshold, "n": [int(b.size), int(c.size)]}
+    why = untestable_reason(int(b.size), int(c.size), alpha)
+    if why is not None:
+        evidence["untestable"] = why
+        return "untestable", ratio, evidence
     if p >= alpha:  # no verdict can follow; skip the bootstrap (most points of a quiet run end here)
         return "unchanged", ratio, evidence
     lo, hi = median_ratio_interval(b, c, confidence=confidence, resamples=resamples, rng=np.random.default_rng(seed))
@@ -266,9 +343,8 @@ def _time_finding(key: str, br: dict, cr: dict, th: Thresholds, floor: float | N
         ev["noise_floor"] = floor
     ci = "" if ev["ci"] is None else " [{:.3f}, {:.3f}]".format(*ev["ci"])
     detail = f"x{ratio:.3f}{ci} p={ev['p_value']:.2g}, threshold {threshold:.1%}"
-    if verdict == "unchanged" and 1 / math.comb(len(b) + len(c), len(b)) >= th.alpha:
-        # the exact U test's smallest one-sided p is 1 / C(n_b + n_c, n_b): 5 + 5 samples reach 0.004
-        detail += f" (too few samples: p cannot go below alpha={th.alpha:g})"
+    if verdict == "untestable":
+        detail += f" (untestable: {ev['untestable']})"
     elif verdict == "unchanged" and (ratio > 1 + threshold or ratio < 1 / (1 + threshold)):
         detail += " (estimate beyond threshold, evidence not sufficient)"
     return Finding(key, "time", verdict, float(np.median(b)), float(np.median(c)), ratio, ev, detail, "ms")
@@ -385,8 +461,24 @@ def env_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list
 
 
 # ------------------------------------------------------------------------------------- noise floor
-def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]], *, z: float = 3.0) -> NoiseFloor:
+def env_fields(env: dict[str, Any]) -> dict[str, Any]:
+    """The `ENV_FIELDS` (and, for a CPU run, `CPU_ENV_FIELDS`) of an env.json dict: what a floor records."""
+    fields = {**ENV_FIELDS, **(CPU_ENV_FIELDS if env.get("device") == "cpu" else {})}
+    # stored under a flat key that `env_value` reads back ("gpu", "torch", ..., "cpu_model")
+    out: dict[str, Any] = {(name if name in paths else next(p for p in paths if "." not in p)): env_value(env, name)
+                           for name, paths in fields.items()}
+    if env.get("device") is not None:
+        out["device"] = env["device"]  # env_differences compares the CPU model only between CPU runs
+    return out
+
+
+def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]], *, z: float = 3.0,
+                        force: bool = False, names: list[str] | None = None) -> NoiseFloor:
     """Noise floor per point from repeated runs of the same code on the same machine (A/A).
+
+    ``runs`` are (env.json dict, rows) pairs, ``names`` their labels for messages. Runs whose
+    environments differ (`env_differences`, as `compare_runs` checks) raise `EnvironmentMismatch`
+    unless ``force``: their spread would mix a change of machine or software into the floor.
 
     From each point's median times over the runs, ``s`` = the standard deviation of their logs (the
     run-to-run drift that raw samples of one run cannot show: clocks, thermals, placement). Few runs
@@ -399,6 +491,14 @@ def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
         raise ValueError(f"noise floor needs at least 2 runs of the same scenario, got {len(runs)}")
     if isinstance(z, bool) or not isinstance(z, (int, float)) or z <= 0:
         raise ValueError(f"noise floor z={z!r} is invalid; expected a number > 0")
+    names = names or [f"run {i + 1}" for i in range(len(runs))]
+    mixed = [(names[i], d) for i in range(1, len(runs)) if (d := env_differences(runs[0][0], runs[i][0]))]
+    if mixed and not force:
+        name, diffs = mixed[0]
+        what = "; ".join(f"{k}: {names[0]} {a!r}, {name} {b!r}" for k, a, b in diffs)
+        raise EnvironmentMismatch(f"noise floor: {len(mixed)} A/A run(s) come from another environment than "
+                                  f"{names[0]} (first: {what}); measure every run on one machine with the same "
+                                  f"software, or force it")
     logs: dict[str, list[float]] = {}
     for _, rows in runs:
         for row in rows:
@@ -410,19 +510,25 @@ def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
         raise ValueError("noise floor: no point was measured ok in at least 2 of the runs")
     pooled = math.sqrt(sum(v * v for v in sd.values()) / len(sd))
     points = {k: math.expm1(z * math.sqrt(2) * max(v, pooled)) for k, v in sd.items()}
-    return NoiseFloor(points, max(points.values()))
+    return NoiseFloor(points, max(points.values()), env=env_fields(runs[0][0]), runs=len(runs), forced=bool(mixed))
 
 
-def write_noise_floor(path: str | os.PathLike, run_dirs: list[str | os.PathLike]) -> NoiseFloor:
-    """Measure the noise floor of ``run_dirs`` (A/A runs) and write it as JSON to ``path``."""
+def write_noise_floor(path: str | os.PathLike, run_dirs: list[str | os.PathLike], *,
+                      force: bool = False) -> NoiseFloor:
+    """Measure the noise floor of ``run_dirs`` (A/A runs) and write it as JSON to ``path``.
+
+    The file records the number of runs (``n_runs``; `Comparison.warnings` flags fewer than
+    `MIN_NOISE_FLOOR_RUNS`) and every run's environment fields (``run_envs``); ``env`` is the first
+    run's, the one `compare_runs` checks against the baseline. Runs from different environments raise
+    `EnvironmentMismatch` unless ``force`` (then ``forced`` is true in the file)."""
+    names = [str(r) for r in run_dirs]
     runs = [load_run(r) for r in run_dirs]
-    nf = measure_noise_floor(runs)
-    env = runs[0][0]
-    doc = {"kind": NOISE_FLOOR_KIND, "runs": [str(r) for r in run_dirs],
-           "env": {name: env_value(env, name) for name in ENV_FIELDS},
+    nf = measure_noise_floor(runs, force=force, names=names)
+    doc = {"kind": NOISE_FLOOR_KIND, "runs": names, "n_runs": len(runs), "forced": nf.forced,
+           "env": nf.env, "run_envs": [{"run": n, "env": env_fields(env)} for n, (env, _) in zip(names, runs)],
            "default": nf.default, "points": nf.points}
     Path(path).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return replace(nf, source=str(path), env=doc["env"])
+    return replace(nf, source=str(path))
 
 
 def load_noise_floor(path: str | os.PathLike) -> NoiseFloor:
@@ -441,14 +547,19 @@ def load_noise_floor(path: str | os.PathLike) -> NoiseFloor:
             _number(v) is None or v < 0 for v in points.values()):
         raise ValueError(f"noise floor file {path}: expected 'default' (a number >= 0) and 'points' "
                          f"(key -> number >= 0)")
+    n_runs = doc.get("n_runs", len(doc["runs"]) if isinstance(doc.get("runs"), list) else None)
+    if n_runs is not None and (isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2):
+        raise ValueError(f"noise floor file {path}: n_runs={n_runs!r} is invalid; expected an int >= 2 "
+                         f"(the number of A/A runs)")
     env = doc.get("env") if isinstance(doc.get("env"), dict) else {}
-    return NoiseFloor({k: float(v) for k, v in points.items()}, default, str(path), env)
+    return NoiseFloor({k: float(v) for k, v in points.items()}, default, str(path), env, n_runs,
+                      doc.get("forced") is True)
 
 
 # ------------------------------------------------------------------------------------- entry points
 def compare_runs(baseline: str | os.PathLike, candidate: str | os.PathLike, *, thresholds: Thresholds | None = None,
                  noise_floor: str | os.PathLike | NoiseFloor | None = None, force: bool = False,
-                 fail_on_missing: bool = False) -> Comparison:
+                 fail_on_missing: bool = False, fail_on_untestable: bool = False) -> Comparison:
     """Compare two run folders (or results files).
 
     Raises `FileNotFoundError` for a missing run, `EnvironmentMismatch` when the environments differ and
@@ -468,7 +579,8 @@ def compare_runs(baseline: str | os.PathLike, candidate: str | os.PathLike, *, t
                                   f"measure it again with scripts/noise_floor.sh, or pass --force")
     th = thresholds or Thresholds()
     return Comparison(compare_rows(rows_b, rows_c, th, nf), th, env_b, env_c, diffs, force,
-                      (nf.source or "given noise floor") if nf else None, fail_on_missing=fail_on_missing, floor=nf)
+                      (nf.source or "given noise floor") if nf else None, fail_on_missing=fail_on_missing,
+                      fail_on_untestable=fail_on_untestable, floor=nf)
 
 
 def confirm(first: Comparison, rerun: Comparison, rerun_source: str = "") -> Comparison:
@@ -539,7 +651,8 @@ def _fmt(v: Any, unit: str = "") -> str:
 def _headline(c: Comparison) -> str:
     n = c.counts()
     parts = ", ".join(f"{n[v]} {v}" for v in VERDICTS if n[v])
-    head = "REGRESSION" if c.exit_code else "PASS"
+    # FAIL: exit 1 without a regression (--fail-on-missing / --fail-on-untestable)
+    head = "REGRESSION" if c.regressions else "FAIL" if c.exit_code else "PASS"
     extra = []
     if c.forced and c.env_differences:
         extra.append("forced across environments: " + "; ".join(f"{k} {a!r} vs {b!r}" for k, a, b in c.env_differences))
@@ -558,9 +671,11 @@ def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None
     """Print the verdicts as a rich table (changed points only unless ``show_all``) and a headline."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
-    style = {"regression": "bold red", "improvement": "green", "missing": "yellow", "new": "cyan", "unchanged": "dim"}
+    style = {"regression": "bold red", "untestable": "bold yellow", "improvement": "green", "missing": "yellow",
+             "new": "cyan", "unchanged": "dim"}
     table = Table(title="perfsuite compare", show_lines=False)
     for col in _COLUMNS:
         table.add_column(col, overflow="fold")
@@ -570,6 +685,8 @@ def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None
     if table.row_count:
         console.print(table)
     console.print(("[bold red]" if c.exit_code else "[bold green]") + _headline(c) + "[/]")
+    for w in c.warnings:  # Text, not markup: a path in the warning may hold brackets
+        console.print(Text.assemble(("warning: ", "bold yellow"), w))
 
 
 def to_markdown(c: Comparison) -> str:
@@ -584,6 +701,8 @@ def to_markdown(c: Comparison) -> str:
         return lines
 
     lines = ["## perfsuite regression gate", "", f"**{_headline(c)}**", ""]
+    for w in c.warnings:
+        lines += [f"> **warning:** {w}", ""]
     changed = _shown(c, False)
     if changed:
         lines += table(changed) + [""]

@@ -4,6 +4,7 @@ Statistical tests draw raw time samples i.i.d. from a known distribution (`_samp
 pair really is the same distribution; run-level tests use `synthetic_runs.make_run`.
 """
 import json
+import math
 
 import numpy as np
 import pytest
@@ -112,13 +113,46 @@ def test_interval_must_clear_the_threshold():
     assert verdict == "regression"
 
 
-def test_large_but_insignificant_change_is_unchanged_and_says_so():
-    """Three samples a side cannot reach p < 0.01 (the exact U test's smallest one-sided p is 1/20)."""
+def test_too_few_samples_are_untestable_not_unchanged():
+    """Three samples a side cannot reach p < 0.01 (the exact U test's smallest one-sided p is 1/20): a
+    +50 % change is then `untestable`, with the reason, never `unchanged`."""
     verdict, ratio, ev = cmp.time_verdict([1.0, 1.1, 0.9], [1.5, 1.6, 1.4], threshold=0.05)
-    assert verdict == "unchanged" and ratio > 1.3 and ev["p_value"] >= 0.05 and ev["ci"] is None
+    assert verdict == "untestable" and ratio > 1.3 and ev["p_value"] >= 0.05 and ev["ci"] is None
+    assert "3 baseline, 3 candidate" in ev["untestable"] and "0.05" in ev["untestable"]
     f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9]}},
                           {"time": {"samples_ms": [1.5, 1.6, 1.4]}}, cmp.Thresholds(), None)
-    assert f.verdict == "unchanged" and "too few samples" in f.detail
+    assert f.verdict == "untestable" and "too few samples" in f.detail
+    # an A/A pair of 4 a side is untestable too (1/70 >= 0.01): the count, not the data, decides
+    verdict, _, ev = cmp.time_verdict([1.0] * 4, [1.0] * 4, threshold=0.05)
+    assert verdict == "untestable" and "1/70" not in ev["untestable"] and "0.014" in ev["untestable"]
+    # a larger alpha makes 4 a side testable: 1/70 < 0.05
+    assert cmp.time_verdict([1.0, 1.1, 0.9, 1.0], [1.5, 1.6, 1.4, 1.5], threshold=0.05, alpha=0.05)[0] == "regression"
+
+
+@pytest.mark.parametrize("n_b,n_c,alpha,testable", [(5, 5, 0.01, True), (4, 4, 0.01, False), (4, 5, 0.01, True),
+                                                    (3, 6, 0.01, False), (3, 7, 0.01, True), (2, 8, 0.01, False),
+                                                    (3, 3, 0.05, False), (3, 4, 0.05, True)])
+def test_untestable_reason_follows_the_exact_tests_smallest_p(n_b, n_c, alpha, testable):
+    """Testable exactly when scipy's exact U test, on fully separated samples (its most extreme case),
+    gives p < alpha: 1/C(10,5) = 1/252, 1/C(8,4) = 1/70, 1/C(9,4) = 1/126, 1/C(9,3) = 1/84,
+    1/C(10,3) = 1/120, 1/C(10,2) = 1/45, 1/C(6,3) = 1/20, 1/C(7,3) = 1/35."""
+    from scipy.stats import mannwhitneyu
+
+    p = mannwhitneyu(np.arange(n_c) + 100.0, np.arange(n_b), alternative="greater", method="exact").pvalue
+    assert p == pytest.approx(1 / math.comb(n_b + n_c, n_b))
+    assert (cmp.untestable_reason(n_b, n_c, alpha) is None) == testable == (p < alpha)
+
+
+def test_min_testable_samples():
+    assert cmp.min_testable_samples(0.01) == 5  # 1/C(10,5) = 1/252; 1/C(8,4) = 1/70 is not below 0.01
+    assert cmp.min_testable_samples(0.05) == 4  # 1/C(8,4) = 1/70; 1/C(6,3) = 1/20 is not below 0.05
+    assert cmp.min_testable_samples(0.001) == 7  # 1/C(14,7) = 1/3432; 1/C(12,6) = 1/924
+    for alpha in (0.2, 0.01, 0.001):
+        n = cmp.min_testable_samples(alpha)
+        assert cmp.untestable_reason(n, n, alpha) is None and cmp.untestable_reason(n - 1, n - 1, alpha)
+
+
+def test_estimate_beyond_threshold_without_evidence_says_so():
     f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9, 1.0, 1.05]}},
                           {"time": {"samples_ms": [1.5, 0.95, 1.4, 1.3, 1.35]}}, cmp.Thresholds(), None)
     assert f.verdict == "unchanged" and "evidence not sufficient" in f.detail
@@ -199,6 +233,46 @@ def test_missing_and_new_points_are_listed(tmp_path):
     assert cmp.compare_runs(a, b, fail_on_missing=True).exit_code == 1
 
 
+def test_untestable_findings_are_counted_warned_and_fail_only_on_request(tmp_path):
+    """Runs of 3 samples a point: even a +50 % slowdown cannot be tested. The gate passes (exit 0) but
+    counts the findings as untestable in the headline, table, Markdown and JSON, with a warning naming
+    timing.min_reps; fail_on_untestable turns them into exit 1."""
+    from rich.console import Console
+
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64, 256), modes=("forward",), noise=0.0, samples=3)
+    a = make_run(tmp_path / "a", seed=1, **kw)
+    slow = make_run(tmp_path / "slow", seed=2, prefactor={"lif": 0.05 * 1.5}, **kw)
+    c = cmp.compare_runs(a, slow)
+    time = [f for f in c.findings if f.metric == "time"]
+    assert [f.verdict for f in time] == ["untestable"] * 2 and c.untestable == time
+    assert all(f.evidence["untestable"].startswith("too few samples (3 baseline, 3 candidate)") for f in time)
+    assert c.exit_code == 0 and c.counts()["untestable"] == 2
+    assert len(c.warnings) == 1 and "2 time finding(s) untestable" in c.warnings[0]
+    assert "timing.min_reps >= 5" in c.warnings[0] and "--fail-on-untestable" in c.warnings[0]
+    head = cmp._headline(c)
+    assert head.startswith("PASS: ") and "2 untestable" in head
+    md = cmp.to_markdown(c)
+    assert f"**{head}**" in md and "> **warning:** 2 time finding(s) untestable" in md
+    assert md.count("| untestable |") == 2 * 2  # changed table + the folded full table
+    doc = json.loads(cmp.to_json(c))
+    assert doc["counts"]["untestable"] == 2 and doc["warnings"] == c.warnings and doc["result"] == "pass"
+    assert doc["fail_on_untestable"] is False
+    console = Console(record=True, width=300)
+    cmp.render_table(c, console)
+    text = console.export_text()
+    assert text.count("untestable") >= 3 and "warning: 2 time finding(s) untestable" in text
+
+    strict = cmp.compare_runs(a, slow, fail_on_untestable=True)
+    assert strict.exit_code == 1 and cmp._headline(strict).startswith("FAIL: ")
+    assert "they fail the gate" in strict.warnings[0]
+    assert json.loads(cmp.to_json(strict))["result"] == "fail"
+    # enough samples: the same slowdown is a regression and nothing is untestable
+    kw["samples"] = 8
+    a, slow = make_run(tmp_path / "a8", seed=1, **kw), make_run(tmp_path / "s8", seed=2, prefactor={"lif": 0.075}, **kw)
+    c = cmp.compare_runs(a, slow, fail_on_untestable=True)
+    assert c.counts()["untestable"] == 0 and c.counts()["regression"] == 2 and not c.warnings
+
+
 def test_identical_runs_pass_and_regressed_run_fails(tmp_path):
     a = make_run(tmp_path / "a", neurons=("lif", "psn"), seq_lens=(64, 256), noise=0.0, seed=1)
     same = make_run(tmp_path / "same", neurons=("lif", "psn"), seq_lens=(64, 256), noise=0.0, seed=1)
@@ -264,6 +338,7 @@ def test_noise_floor_from_aa_runs_silences_run_to_run_drift(tmp_path):
     assert 0.05 < min(nf.points.values()) and nf.default < 0.4
     loaded = cmp.load_noise_floor(tmp_path / "floor.json")
     assert loaded.points == pytest.approx(nf.points) and loaded.source.endswith("floor.json")
+    assert loaded.runs == nf.runs == 5 and not loaded.forced
 
     plain = with_floor = compared = 0
     for seed in range(20, 30):
@@ -271,6 +346,7 @@ def test_noise_floor_from_aa_runs_silences_run_to_run_drift(tmp_path):
         cand = make_run(tmp_path / "cand", seed=seed + 100, **kw)
         plain += len(cmp.compare_runs(base, cand).regressions)
         gated = cmp.compare_runs(base, cand, noise_floor=tmp_path / "floor.json")
+        assert not gated.warnings  # five A/A runs, 15 samples a point: nothing limits this gate
         with_floor += len(gated.regressions)
         compared += sum(f.metric == "time" for f in gated.findings)
     assert compared == 160
@@ -283,6 +359,81 @@ def test_noise_floor_from_aa_runs_silences_run_to_run_drift(tmp_path):
     slow = make_run(tmp_path / "slow", seed=200, prefactor={"psn": 0.0005 * 1.4}, **kw)
     gated = cmp.compare_runs(base, slow, noise_floor=tmp_path / "floor.json")
     assert {f.point.split("/")[0] for f in gated.regressions} == {"psn"}
+
+
+def test_noise_floor_file_records_every_run_and_its_environment(tmp_path):
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64, 256), modes=("forward",))
+    runs = [make_run(tmp_path / f"aa{i}", seed=i, **kw) for i in range(2)]
+    cmp.write_noise_floor(tmp_path / "floor.json", runs)
+    doc = json.loads((tmp_path / "floor.json").read_text())
+    assert doc["n_runs"] == 2 and doc["runs"] == [str(r) for r in runs] and doc["forced"] is False
+    assert [e["run"] for e in doc["run_envs"]] == doc["runs"]
+    for e in doc["run_envs"]:
+        assert e["env"]["gpu"] == "Synthetic GPU" and e["env"]["torch"] == "0.0-synthetic"
+    assert doc["env"] == doc["run_envs"][0]["env"]
+    assert cmp.load_noise_floor(tmp_path / "floor.json").runs == 2
+
+
+@pytest.mark.parametrize("field,value", [("gpu", {"name": "Other GPU"}), ("torch", "9.9"),
+                                         ("compile_backend", "inductor")])
+def test_noise_floor_refuses_runs_from_different_environments_unless_forced(tmp_path, field, value):
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64, 256), modes=("forward",))
+    env = default_env("odd")
+    env[field] = value
+    runs = [make_run(tmp_path / "aa0", seed=0, **kw), make_run(tmp_path / "aa1", seed=1, **kw),
+            make_run(tmp_path / "odd", seed=2, env=env, **kw)]
+    with pytest.raises(cmp.EnvironmentMismatch, match=rf"1 A/A run\(s\) come from another environment .*{field}"):
+        cmp.write_noise_floor(tmp_path / "floor.json", runs)
+    assert not (tmp_path / "floor.json").exists()
+    nf = cmp.write_noise_floor(tmp_path / "floor.json", runs, force=True)
+    doc = json.loads((tmp_path / "floor.json").read_text())
+    assert nf.forced and doc["forced"] is True and doc["n_runs"] == 3
+    recorded = [e["env"].get(field) for e in doc["run_envs"]]
+    assert recorded[0] == recorded[1] != recorded[2]
+    c = cmp.compare_runs(runs[0], runs[1], noise_floor=tmp_path / "floor.json")
+    assert any("forced across A/A runs from different environments" in w for w in c.warnings)
+
+
+def test_cpu_noise_floor_records_the_cpu_model_and_refuses_another_cpu(tmp_path):
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64,), modes=("forward",))
+
+    def cpu_env(name, model):
+        return {**default_env(name), "device": "cpu", "cpu": {"model": model}}
+
+    runs = [make_run(tmp_path / f"aa{i}", seed=i, env=cpu_env(f"aa{i}", "CPU A"), **kw) for i in range(2)]
+    with pytest.raises(cmp.EnvironmentMismatch, match="cpu"):
+        cmp.write_noise_floor(tmp_path / "mixed.json", [*runs, make_run(tmp_path / "b", env=cpu_env("b", "CPU B"), **kw)])
+    cmp.write_noise_floor(tmp_path / "floor.json", runs)
+    assert json.loads((tmp_path / "floor.json").read_text())["env"]["cpu_model"] == "CPU A"
+    other = [make_run(tmp_path / f"o{i}", seed=i, env=cpu_env(f"o{i}", "CPU B"), **kw) for i in range(2)]
+    with pytest.raises(cmp.EnvironmentMismatch, match="noise floor .* another environment .*cpu"):
+        cmp.compare_runs(*other, noise_floor=tmp_path / "floor.json")
+
+
+def test_compare_warns_about_a_noise_floor_from_fewer_than_five_runs(tmp_path):
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64, 256), modes=("forward",))
+    runs = [make_run(tmp_path / f"aa{i}", seed=i, **kw) for i in range(4)]
+    cmp.write_noise_floor(tmp_path / "two.json", runs[:2])
+    c = cmp.compare_runs(runs[2], runs[3], noise_floor=tmp_path / "two.json")
+    assert c.exit_code == 0 and len(c.warnings) == 1
+    assert "measured from 2 A/A run(s)" in c.warnings[0] and "scripts/noise_floor.sh (RUNS >= 5)" in c.warnings[0]
+    assert "> **warning:** the noise floor" in cmp.to_markdown(c)
+    assert json.loads(cmp.to_json(c))["warnings"] == c.warnings
+    # a file that does not say how many runs it came from is flagged too
+    doc = json.loads((tmp_path / "two.json").read_text())
+    del doc["n_runs"], doc["runs"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    c = cmp.compare_runs(runs[2], runs[3], noise_floor=tmp_path / "old.json")
+    assert "does not record how many A/A runs" in c.warnings[0]
+    # a file with the run list but no n_runs counts the list
+    doc["runs"] = ["r1", "r2", "r3", "r4", "r5"]
+    (tmp_path / "listed.json").write_text(json.dumps(doc))
+    assert cmp.load_noise_floor(tmp_path / "listed.json").runs == 5
+    assert not cmp.compare_runs(runs[2], runs[3], noise_floor=tmp_path / "listed.json").warnings
+    doc["n_runs"] = 1
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"n_runs=1 is invalid; expected an int >= 2"):
+        cmp.load_noise_floor(tmp_path / "bad.json")
 
 
 def test_noise_floor_needs_two_runs_and_a_valid_file(tmp_path):
@@ -373,6 +524,36 @@ def test_cli_exit_codes_and_output_files(tmp_path):
     assert json.loads((tmp_path / "gate.json").read_text())["counts"]["regression"] == 8
     # a threshold above the slowdown lets it pass
     assert _cli("compare", a, slow, "--threshold", "0.5").exit_code == 0
+
+
+def test_cli_untestable_passes_with_a_warning_or_fails_on_request(tmp_path):
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64,), modes=("forward",), noise=0.0, samples=4)
+    a = make_run(tmp_path / "a", seed=1, **kw)
+    slow = make_run(tmp_path / "slow", seed=2, prefactor={"lif": 0.05 * 1.5}, **kw)
+    r = _cli("compare", a, slow, "--json", tmp_path / "gate.json")
+    assert r.exit_code == 0, r.output
+    assert "PASS: " in r.output and "1 untestable" in r.output and "timing.min_reps >= 5" in r.output
+    assert json.loads((tmp_path / "gate.json").read_text())["counts"]["untestable"] == 1
+    r = _cli("compare", a, slow, "--fail-on-untestable", "--markdown", tmp_path / "gate.md")
+    assert r.exit_code == 1, r.output
+    assert "FAIL: " in r.output and "**FAIL: " in (tmp_path / "gate.md").read_text()
+    # alpha 0.05 makes 4 + 4 samples testable (1/70 < 0.05): the slowdown is a regression
+    r = _cli("compare", a, slow, "--alpha", "0.05", "--fail-on-untestable")
+    assert r.exit_code == 1 and "REGRESSION: 1 regression" in r.output and "untestable" not in r.output, r.output
+
+
+@pytest.mark.parametrize("min_reps,metrics,warns", [(3, ["time"], True), (4, ["time", "memory"], True),
+                                                    (5, ["time"], False), (3, ["memory"], False)])
+def test_cli_validate_warns_when_min_reps_is_too_small_for_the_gate(tmp_path, min_reps, metrics, warns):
+    text = TINY_SCENARIO.replace("metrics: [time]", f"metrics: [{', '.join(metrics)}]")
+    text += f"timing: {{min_reps: {min_reps}, max_reps: 20}}\n"
+    (tmp_path / "s.yaml").write_text(text)
+    r = _cli("validate", tmp_path / "s.yaml")
+    assert r.exit_code == 0 and "valid; 2 points" in r.output, r.output
+    warning = f"warning: {tmp_path / 's.yaml'}: timing.min_reps={min_reps}"
+    assert (warning in r.output) == warns, r.output
+    if warns:
+        assert "set timing.min_reps >= 5" in r.output and "untestable" in r.output
 
 
 def test_cli_bad_input_exits_2_without_traceback(tmp_path):
