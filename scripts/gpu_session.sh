@@ -11,7 +11,9 @@
 #   ci_a     scenarios/ci_gpu.yaml with energy and memory: the regression baseline, in the layout
 #            scripts/gpu_ci.sh reads (reports/baselines/<gpu>/results.jsonl, env.json)
 #   ci_b     ci_gpu.yaml again, time only (A/A partner of ci_a) -> <gpu>/aa_run2/
-#   noise    noise floor of ci_a + ci_b -> <gpu>/noise_floor.json (perfsuite.compare.write_noise_floor)
+#   noise    noise floor of ci_a + ci_b -> <gpu>/noise_floor_provisional.json (perfsuite.compare.write_noise_floor):
+#            provisional, from 2 A/A runs where docs/regression.md asks for >= 5, so not named noise_floor.json,
+#            the file scripts/gpu_ci.sh gates with (scripts/noise_floor.sh on the runner makes that one)
 #   longseq  scenarios/long_seq_quick.yaml -> <gpu>/long_seq_quick/
 #   bench    scripts/bench_kernels.py, bf16 at T = 16k -> <gpu>/session/bench_kernels.txt
 #   extrap   scenarios/extrapolation_quick.yaml -> <gpu>/extrapolation_quick/
@@ -161,11 +163,14 @@ PYEOF
 }
 
 do_noise() {
-  "$PY" - "$BASE/noise_floor.json" "$BASE" "$BASE/aa_run2" <<'PYEOF'
+  # provisional: two A/A runs give per-point floors that vary too much for the gate (docs/regression.md);
+  # the file records n_runs = 2, so `compare --noise-floor` warns if it is used anyway
+  "$PY" - "$BASE/noise_floor_provisional.json" "$BASE" "$BASE/aa_run2" <<'PYEOF'
 import sys
 from perfsuite.compare import write_noise_floor
 nf = write_noise_floor(sys.argv[1], sys.argv[2:])
-print(f"noise floor of {len(nf.points)} points from 2 runs: largest {nf.default:.1%} -> {sys.argv[1]}")
+print(f"provisional noise floor of {len(nf.points)} points from {nf.runs} runs: largest {nf.default:.1%} "
+      f"-> {sys.argv[1]}")
 PYEOF
 }
 
@@ -236,7 +241,8 @@ for d in sys.argv[1:]:
     else:
         print(f"- `{Path(d).name}`: no rows")
 PYEOF
-  [[ -f "$BASE/noise_floor.json" ]] && echo "- noise floor: \`noise_floor.json\` (ci_gpu A/A: the baseline and aa_run2)"
+  [[ -f "$BASE/noise_floor_provisional.json" ]] && echo "- noise floor: \`noise_floor_provisional.json\`" \
+    "(ci_gpu A/A: the baseline and aa_run2; 2 runs, provisional: the gate needs scripts/noise_floor.sh's >= 5)"
   echo
   echo "## Issue-5 goals (long_seq_quick)"
   echo

@@ -5,8 +5,9 @@
 #
 #   bash scripts/noise_floor.sh OUT_JSON [RUNS] [SCENARIO]
 #
-# RUNS defaults to 5 (fewer runs give noisier floors; 2 is the minimum); SCENARIO to
-# scenarios/ci_gpu.yaml. The A/A runs stay in reports/noise-<timestamp>/ (ignored by git) for inspection.
+# RUNS defaults to 5 (fewer runs give noisier floors; 2 is the minimum, and `perfsuite compare` warns
+# about a floor from fewer than 5: the file records n_runs); SCENARIO to scenarios/ci_gpu.yaml. Runs
+# whose environments differ (GPU, driver, torch, triton, compile backend) are refused. The A/A runs stay in reports/noise-<timestamp>/ (ignored by git) for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -16,6 +17,9 @@ scenario=${3:-scenarios/ci_gpu.yaml}
 if ! [[ "$runs" =~ ^[0-9]+$ ]] || (( runs < 2 )); then
   echo "error: RUNS=$runs is invalid; expected an integer >= 2" >&2
   exit 2
+fi
+if (( runs < 5 )); then
+  echo "warning: RUNS=$runs: a floor from fewer than 5 A/A runs varies too much per point; compare will warn" >&2
 fi
 work=reports/noise-$(date +%Y%m%d-%H%M%S)
 dirs=()

@@ -140,13 +140,17 @@ def test_session_noise_step_goals_and_pack_on_fake_runs(tmp_path):
     out = tmp_path / "out"
     assert sorted(f.name for f in out.iterdir()) == ["SUMMARY.md", "gpu_session.log", "gpu_session.tar.gz"]
     assert _steps(tmp_path) == {"noise": "ok"}
-    assert json.loads((base / "noise_floor.json").read_text())["points"]
+    # two A/A runs make a provisional floor only: never the noise_floor.json that scripts/gpu_ci.sh gates with
+    floor = json.loads((base / "noise_floor_provisional.json").read_text())
+    assert floor["points"] and floor["n_runs"] == 2 and len(floor["run_envs"]) == 2
+    assert not (base / "noise_floor.json").exists()
     with tarfile.open(out / "gpu_session.tar.gz") as tar:
         names = set(tar.getnames())
-    for member in ("results.jsonl", "noise_floor.json", "aa_run2/results.jsonl", "long_seq_quick/results.jsonl",
+    for member in ("results.jsonl", "noise_floor_provisional.json", "aa_run2/results.jsonl", "long_seq_quick/results.jsonl",
                    "session/goals.md", "session/goals.json", "session/steps.tsv", "session/gpu_session.log"):
         assert f"fake-gpu/{member}" in names, member
     summary = (out / "SUMMARY.md").read_text()
+    assert "`noise_floor_provisional.json`" in summary and "provisional" in summary
     assert "| noise |" in summary and "| LIF train >= 2x SpikingJelly's LIF |" in summary
     assert summary.count("| **") == len(json.loads((base / "session" / "goals.json").read_text()))
     assert "=== noise: ok" in (out / "gpu_session.log").read_text()
@@ -165,3 +169,64 @@ def test_session_goes_on_after_a_failed_step_and_skips_steps_without_time(tmp_pa
     p = _session(tmp_path, "noise extrap", budget=10)
     assert p.returncode == 0, p.stdout + p.stderr
     assert _steps(tmp_path) == {"noise": "skipped: no time left", "extrap": "skipped: no time left"}
+
+
+# ----------------------------------------------------------------------------------- scripts/gpu_ci.sh
+CI_SCRIPT = ROOT / "scripts" / "gpu_ci.sh"
+#: stands in for python where scripts/gpu_ci.sh needs a GPU: gpu_slug's snippet (read from stdin) prints
+#: the fake GPU's slug and `perfsuite run` copies a prepared candidate run; `perfsuite compare` is real
+FAKE_PY = """#!/usr/bin/env bash
+if [[ "$1" == "-" ]]; then cat > /dev/null; echo fake-gpu; exit 0; fi
+if [[ "$1 $2 $3" == "-m perfsuite run" ]]; then
+  prev=""; for a in "$@"; do [[ $prev == --out ]] && out=$a; prev=$a; done
+  mkdir -p "$out" && cp "$FAKE_CANDIDATE"/* "$out"/ && exit 0
+fi
+exec {python} "$@"
+"""
+
+
+def _gpu_ci(tmp_path, candidate, out: str = "ci") -> subprocess.CompletedProcess:
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PY.format(python=sys.executable))
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "BASELINES": str(tmp_path / "baselines"), "FAKE_CANDIDATE": str(candidate)}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    return subprocess.run(["bash", str(CI_SCRIPT), str(tmp_path / out)], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_gpu_ci_script_syntax():
+    subprocess.run(["bash", "-n", str(CI_SCRIPT)], check=True)
+
+
+def test_gpu_ci_fails_on_untestable_findings(tmp_path):
+    """Three samples a point cannot show a slowdown: the CI gate exits 1 (--fail-on-untestable), not 0."""
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64,), modes=("forward",), noise=0.0, samples=3)
+    make_run(tmp_path / "baselines" / "fake-gpu", seed=1, **kw)
+    p = _gpu_ci(tmp_path, make_run(tmp_path / "cand", seed=1, **kw))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "**FAIL: " in (tmp_path / "ci" / "gate.md").read_text()
+    doc = json.loads((tmp_path / "ci" / "gate.json").read_text())
+    assert doc["counts"]["untestable"] == 1 and doc["counts"]["regression"] == 0 and doc["fail_on_untestable"]
+
+
+def test_gpu_ci_gates_with_noise_floor_json_never_the_provisional_one(tmp_path):
+    kw = dict(neurons=("lif",), backends=("eager",), seq_lens=(64, 256), modes=("forward",), noise=0.0)
+    base = make_run(tmp_path / "baselines" / "fake-gpu", seed=1, **kw)
+    aa = make_run(tmp_path / "aa", seed=2, **kw)
+    cand = make_run(tmp_path / "cand", seed=1, **kw)
+    from perfsuite.compare import write_noise_floor
+
+    write_noise_floor(base / "noise_floor_provisional.json", [base, aa])
+    p = _gpu_ci(tmp_path, cand)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "only" in p.stderr and "noise_floor_provisional.json" in p.stderr and "gating without a noise floor" in p.stderr
+    assert json.loads((tmp_path / "ci" / "gate.json").read_text())["noise_floor"] is None
+    write_noise_floor(base / "noise_floor.json", [base, aa])
+    p = _gpu_ci(tmp_path, cand, out="ci2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "gating without a noise floor" not in p.stderr
+    doc = json.loads((tmp_path / "ci2" / "gate.json").read_text())
+    assert doc["noise_floor"] == str(base / "noise_floor.json")
+    # that floor came from 2 runs: the gate says so
+    assert any("measured from 2 A/A run(s)" in w for w in doc["warnings"])
