@@ -37,7 +37,8 @@ _COLUMNS = (
     "modelled_energy.joules_per_call", "modelled_energy.source", "activity.firing_rate", "activity.per_layer",
     "activity.silent_fraction", "cost.flops", "cost.min_bytes", "task", "train_len", "eval_len", "loss",
     "optimal_loss", "excess_loss", "finite", "time_reason", "memory_reason", "energy_reason",
-    "modelled_energy_reason", "activity_reason", "cost_reason",
+    "modelled_energy_reason", "activity_reason", "cost_reason", "workload_params.layers",
+    "workload_params.hidden", "workload_params.outputs",
 )
 
 
@@ -518,6 +519,11 @@ class Claim:
 
 
 CLAIM_KINDS = ("speedup", "speedup_trend", "rate_lower", "extrapolation_stable")
+#: keys of a claim's ``measure`` that name a setting of the paper's experiment, and the row column each
+#: is read from; a row is compared with the paper only when it has every one the claim gives
+CLAIM_SETTINGS = {"device": "device", "workload": "workload", "precision": "precision", "batch": "batch",
+                  "features": "features", "neurons": "neurons", "layers": "workload_params.layers",
+                  "hidden": "workload_params.hidden", "outputs": "workload_params.outputs"}
 _EVIDENCE = {"P": "primary paper text", "C": "authors' code/logs", "R": "peer review", "S": "secondary source",
              "U": "perfsuite's reading"}
 
@@ -539,6 +545,11 @@ def load_claims(path: str | Path | None = None) -> list[Claim]:
         kind = c["measure"].get("kind")
         if kind not in CLAIM_KINDS:
             raise ValueError(f"{path}: claims[{i}] ({c['id']}) measure.kind={kind!r}; expected one of {CLAIM_KINDS}")
+        for key in set(c["measure"]) & set(CLAIM_SETTINGS):
+            want = c["measure"][key]
+            if isinstance(want, dict) and (set(want) - {"min", "max"} or not want):
+                raise ValueError(f"{path}: claims[{i}] ({c['id']}) measure.{key}={want!r}; expected a value, a list "
+                                 "of values or a range {min: …, max: …}")
         if c["evidence"] not in _EVIDENCE:
             raise ValueError(f"{path}: claims[{i}] ({c['id']}) evidence={c['evidence']!r}; "
                              f"expected one of {list(_EVIDENCE)}")
@@ -566,13 +577,90 @@ def _mode_times(df: pd.DataFrame, mode: str) -> pd.DataFrame:
     return bwd.loc[idx]
 
 
+def _setting_matches(values: pd.Series, want: Any) -> pd.Series:
+    """Which of a column's values meet a claim's setting: one value, a list of values, or a range
+    ``{min, max}`` (either end optional); numbers compare as numbers, a missing value never matches."""
+    if isinstance(want, Mapping):
+        x = pd.to_numeric(values, errors="coerce")
+        ok = x.notna()
+        if want.get("min") is not None:
+            ok &= x >= float(want["min"])
+        if want.get("max") is not None:
+            ok &= x <= float(want["max"])
+        return ok
+    wants = list(want) if isinstance(want, (list, tuple)) else [want]
+    if all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in wants):
+        return pd.to_numeric(values, errors="coerce").isin([float(w) for w in wants])
+    return values.astype(object).isin(wants)
+
+
+def _setting_text(want: Any) -> str:
+    if isinstance(want, Mapping):
+        return f"{want.get('min', '…')}…{want.get('max', '…')}"
+    if isinstance(want, (list, tuple)):
+        return " or ".join(str(w) for w in want)
+    return str(want)
+
+
+def _value_text(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)) or v == "—" or v == -1:
+        return "not recorded"
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def claim_settings(claim: Claim) -> dict[str, Any]:
+    """The settings of the paper's experiment a claim's ``measure`` names (`CLAIM_SETTINGS`)."""
+    return {k: claim.measure[k] for k in CLAIM_SETTINGS if k in claim.measure}
+
+
+def _claim_neurons(m: Mapping[str, Any]) -> list[str]:
+    return [m["neuron"]] + [m[k] for k in ("baseline",) if k in m] + list(m.get("others", ()))
+
+
+def comparable_rows(claim: Claim, d: pd.DataFrame) -> tuple[pd.DataFrame, str | None, int]:
+    """(rows at the paper's settings, why none is when the claim's ok rows all differ, rows left out).
+
+    Only the ok rows of the claim's neurons (and of its kind: extrapolation rows for an extrapolation
+    claim) are weighed: rows of other neurons say nothing about the claim, and a run lacking the neuron
+    or the baseline leaves the claim "not measured" whatever its settings. When none of them has every
+    setting the claim names, the reason lists each setting the rows differ in with the values they
+    have; the claim's verdict is then "not comparable", as numbers from another device or workload say
+    nothing about the paper's."""
+    want = claim_settings(claim)
+    if not want:
+        return d, None, 0
+    kind = "extrapolation" if claim.measure["kind"] == "extrapolation_stable" else "bench"
+    ok = pd.Series(True, index=d.index)
+    per_key = {}
+    for key, w in want.items():
+        col = CLAIM_SETTINGS[key]
+        values = d[col] if col in d.columns else pd.Series(np.nan, index=d.index)
+        per_key[key] = (values, _setting_matches(values, w))
+        ok &= per_key[key][1]
+    relevant = (d["kind"] == kind) & (d["status"] == "ok") & d["neuron"].isin(_claim_neurons(claim.measure))
+    needed = [claim.measure[k] for k in ("neuron", "baseline") if k in claim.measure]
+    if not all((relevant & (d["neuron"] == n)).any() for n in needed):
+        return d[ok], None, 0  # a neuron the claim needs is not in the run: the claim says "not measured"
+    if (ok & relevant).any():
+        return d[ok], None, int((relevant & ~ok).sum())
+    diffs = []
+    for key, (values, match) in per_key.items():
+        bad = values[relevant & ~match]
+        if len(bad):
+            seen = sorted({_value_text(v) for v in bad}, key=str)
+            diffs.append(f"{key} {', '.join(seen)} (paper: {_setting_text(want[key])})")
+    return d[ok], "the run's rows differ from the paper's setting: " + "; ".join(diffs), 0
+
+
 def _speedup_points(df: pd.DataFrame, m: Mapping[str, Any], cache: dict | None = None) -> pd.DataFrame:
     """Per settings × T: baseline best time / neuron best time for a claim's measure block."""
     mode = m.get("mode", "train")
     cache = {} if cache is None else cache
-    if ("times", mode) not in cache:  # several claims read the same mode of the same run
-        cache[("times", mode)] = _mode_times(df, mode)
-    times = cache[("times", mode)]
+    # several claims read the same mode of the same rows (the rows depend on the claim's settings)
+    tag = ("times", mode, repr(sorted((k, repr(v)) for k, v in m.items() if k in CLAIM_SETTINGS)))
+    if tag not in cache:
+        cache[tag] = _mode_times(df, mode)
+    times = cache[tag]
     if m.get("precision"):
         times = times[times["precision"] == m["precision"]]
     keys = [k for k in SETTING] + ["seq_len"]
@@ -603,10 +691,29 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, run: str, cache: dict | None 
     cache = {} if cache is None else cache
     if "rows" not in cache:
         cache["rows"] = df[df["run"] == run]
-    d = cache["rows"]
-    m = claim.measure
     rec: dict[str, Any] = {"id": claim.id, "run": run, "measured": None, "verdict": "not measured",
                            "difference": "—", "how": ""}
+    d, differs, left_out = comparable_rows(claim, cache["rows"])
+    want = claim_settings(claim)
+    if differs:
+        rec["verdict"], rec["difference"] = "not comparable", differs
+        rec["how"] = "only rows at the paper's setting are compared: " + _settings_label(want)
+        return rec
+    rec = _evaluate_kind(claim, d, rec, cache)
+    if want:  # say which rows the number comes from
+        rec["how"] = (f"{rec['how']}; rows at the paper's setting {_settings_label(want)}"
+                      + (f" ({left_out} ok row(s) of the claim's neurons at other settings left out)"
+                         if left_out else ""))
+    return rec
+
+
+def _settings_label(want: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {_setting_text(v)}" for k, v in want.items())
+
+
+def _evaluate_kind(claim: Claim, d: pd.DataFrame, rec: dict[str, Any], cache: dict) -> dict[str, Any]:
+    """The measured value and verdict of one claim from rows already at the paper's settings."""
+    m = claim.measure
     kind = m["kind"]
     if kind == "speedup":
         pts = _speedup_points(d, m, cache)
@@ -699,9 +806,10 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, run: str, cache: dict | None 
                              else f"{m['neuron']} not below {', '.join(higher)}")
         return rec
     if kind == "extrapolation_stable":
-        if "extrapolation" not in cache:
-            cache["extrapolation"] = extrapolation_summary(d)
-        ex = cache["extrapolation"]
+        tag = ("extrapolation", repr(sorted((k, repr(v)) for k, v in claim_settings(claim).items())))
+        if tag not in cache:
+            cache[tag] = extrapolation_summary(d)
+        ex = cache[tag]
         ex = ex[ex["neuron"] == m["neuron"]]
         rec["how"] = ("loss at the longest evaluation length / loss at the training length; stable = "
                       f"every evaluation finite and ratio ≤ 1 + {claim.tolerance}")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from perfsuite import analysis as A
-from tests.synthetic_runs import BACKEND_FACTOR, default_env, make_run, time_ms
+from perfsuite.results import ENV_FILE, RESULTS_FILE, append_row
+from tests.synthetic_runs import BACKEND_FACTOR, default_env, make_rows, make_run, time_ms
 
 SMALL = dict(seq_lens=(32, 64, 128, 256, 512), samples=5)
 
@@ -17,6 +18,21 @@ def _analysed(tmp_path, name="run", **kw):
     run = make_run(tmp_path / name, **{**SMALL, **kw})
     runs = A.load_runs([run])
     return runs, A.frame(runs)
+
+
+def _frame_of(tmp_path, rows, name="run"):
+    """The analysis frame of a run folder holding ``rows`` (synthetic rows edited by a test)."""
+    d = tmp_path / name
+    d.mkdir()
+    (d / ENV_FILE).write_text(json.dumps(default_env(name)), encoding="utf-8")
+    for r in rows:
+        append_row(d / RESULTS_FILE, r)
+    return A.frame(A.load_runs([d]))
+
+
+def _with(rows, **fields):
+    """The rows with point fields replaced (e.g. device="cpu", workload_params={...})."""
+    return [{**r, **fields} for r in rows]
 
 
 # ------------------------------------------------------------------------------------------ power laws
@@ -258,11 +274,14 @@ def test_trend_claim(tmp_path, exponent, verdict):
 
 def test_firing_rate_and_extrapolation_claims(tmp_path):
     ex = {"neurons": ["dsn"], "train_len": 64, "eval_lens": [64, 128, 256, 1024], "growth": {"dsn": 0.0}}
-    _, df = _analysed(tmp_path, neurons=("lif", "psn", "sliding_psn", "dsn"), extrapolation=ex)
+    _, df = _analysed(tmp_path, neurons=("lif", "psn", "sliding_psn", "dsn"), extrapolation=ex, workload="network")
     run = df["run"].cat.categories[0]
     claims = {c.id: c for c in A.load_claims()}
     rate = A.evaluate_claim(claims["dsn_lowest_firing_rate"], df, run)
     assert rate["verdict"] == "consistent"  # synthetic rates put DSN lowest
+    _, layer = _analysed(tmp_path, name="layer", neurons=("lif", "psn", "sliding_psn", "dsn"))
+    other = A.evaluate_claim(claims["dsn_lowest_firing_rate"], layer, layer["run"].cat.categories[0])
+    assert other["verdict"] == "not comparable" and "workload layer (paper: network)" in other["difference"]
     # rows whose drive was calibrated to a target rate cannot say which neuron fires less
     calibrated = df.copy()
     calibrated["activity.target_rate"] = 0.1
@@ -317,3 +336,84 @@ def test_per_layer_firing_rates_of_a_network(tmp_path):
     act = A.activity_summary(A.frame(A.load_runs([run])))
     assert act.iloc[0]["per_layer"] == pytest.approx([0.1, 0.2, 0.3])
     assert act.iloc[0]["workload"] == "network"
+
+
+# ------------------------------------------------------------------------- claims at the paper's setting
+
+SHD_NET = {"layers": 4, "hidden": 128, "outputs": 20}
+
+
+def test_cpu_rows_are_not_comparable_with_a_gpu_claim(tmp_path):
+    rows = make_rows(neurons=("psn", "dsn"), seq_lens=(32, 64), modes=("train",), samples=5)
+    claim = next(c for c in A.load_claims() if c.id == "dsn_psn_t32_iclr")
+    cuda = _frame_of(tmp_path, rows, "cuda")
+    rec = A.evaluate_claim(claim, cuda, cuda["run"].cat.categories[0])
+    want = time_ms("psn", "compiled", "train", 32) / time_ms("dsn", "compiled", "train", 32)
+    assert rec["verdict"] not in ("not comparable", "not measured") and rec["value"] == pytest.approx(want, rel=0.2)
+    assert "device cuda" in rec["how"]
+    cpu = _frame_of(tmp_path, _with(rows, device="cpu"), "cpu")
+    rec = A.evaluate_claim(claim, cpu, cpu["run"].cat.categories[0])
+    assert rec["verdict"] == "not comparable" and rec["measured"] is None and "value" not in rec
+    assert rec["difference"] == "the run's rows differ from the paper's setting: device cpu (paper: cuda)"
+
+
+def test_a_smoke_run_is_comparable_with_no_speed_claim(tmp_path):
+    """The issue's case: a CPU run of one layer at B=2, F=8 once got "higher than paper" for SPSN's SHD
+    network and "lower than paper" for DSN vs PSN at T=32."""
+    rows = make_rows(neurons=("lif", "psn", "sliding_psn", "spsn", "psu", "dsn"), seq_lens=(15, 32, 64),
+                     batch=2, features=8, samples=5)
+    df = _frame_of(tmp_path, _with(rows, device="cpu"))
+    claims = A.evaluate_claims(df).set_index("id")
+    speed = [c.id for c in A.load_claims() if c.measure["kind"] in ("speedup", "speedup_trend")]
+    assert set(claims.loc[speed, "verdict"]) == {"not comparable"}
+    shd = claims.loc["spsn_lif_shd", "difference"]
+    for part in ("device cpu (paper: cuda)", "workload layer (paper: network)", "features 8 (paper: 700)",
+                 "layers not recorded (paper: 4)", "hidden not recorded (paper: 128)"):
+        assert part in shd
+    assert claims.loc["dsn_lowest_firing_rate", "verdict"] == "not comparable"
+
+
+def test_rows_at_the_papers_network_give_a_verdict_and_others_are_left_out(tmp_path):
+    net = _with(make_rows(neurons=("lif", "spsn"), seq_lens=(64, 256), modes=("train",), batch=4, features=700,
+                          workload="network", samples=5, noise=0.0), workload_params=SHD_NET)
+    # the same neurons at another width (with a far faster LIF) and on the CPU: must not enter the range
+    other = _with(make_rows(neurons=("lif", "spsn"), seq_lens=(64, 256), modes=("train",), batch=4, features=700,
+                            workload="network", samples=5, noise=0.0, prefactor={"lif": 1e-4}),
+                  workload_params={**SHD_NET, "hidden": 64})
+    other += _with(net, device="cpu")
+    claim = next(c for c in A.load_claims() if c.id == "spsn_lif_shd")
+    df = _frame_of(tmp_path, net + other)
+    rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
+    lo, hi = (time_ms("lif", "compiled", "train", T) / time_ms("spsn", "compiled", "train", T) for T in (64, 256))
+    assert rec["measured"].startswith(f"{min(lo, hi):.3g}×–{max(lo, hi):.3g}×")
+    assert rec["verdict"] in ("consistent", "higher than paper", "lower than paper")
+    assert f"({len(other)} ok row(s) of the claim's neurons at other settings left out)" in rec["how"]
+    # only the rows at another hidden width: every setting but one matches, and that one is named
+    df = _frame_of(tmp_path, other[: len(other) // 2], "narrow")
+    rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
+    assert rec["verdict"] == "not comparable" and rec["difference"].endswith("hidden 64 (paper: 128)")
+
+
+def test_neuron_range_setting_keeps_only_the_papers_n(tmp_path):
+    rows = make_rows(neurons=("lif", "psn"), seq_lens=(4, 8, 16, 32, 64), modes=("train",), batch=1,
+                     features=128, samples=5, noise=0.0, exponent={"psn": 0.5})
+    claim = next(c for c in A.load_claims() if c.id == "psn_lif_grows_with_t_train")
+    df = _frame_of(tmp_path, rows)  # N = 128, below the paper's 2^8
+    rec = A.evaluate_claim(claim, df, df["run"].cat.categories[0])
+    assert rec["verdict"] == "not comparable" and "neurons 128 (paper: 256…1048576)" in rec["difference"]
+    df = _frame_of(tmp_path, _with(rows, batch=2, neurons=256), "n256")
+    assert A.evaluate_claim(claim, df, df["run"].cat.categories[0])["verdict"] == "consistent"
+
+
+def test_a_claim_whose_neurons_are_absent_is_not_measured_not_incomparable(tmp_path):
+    df = _frame_of(tmp_path, _with(make_rows(neurons=("lif", "psn"), seq_lens=(32, 64), samples=5), device="cpu"))
+    claim = next(c for c in A.load_claims() if c.id == "spsn_lif_shd")
+    assert A.evaluate_claim(claim, df, df["run"].cat.categories[0])["verdict"] == "not measured"
+
+
+def test_bad_setting_in_a_claim_is_named(tmp_path):
+    p = tmp_path / "claims.yaml"
+    p.write_text("claims:\n  - {id: z, paper: p, statement: s, value: 1, conditions: c, source: s, evidence: P,"
+                 " measure: {kind: speedup, neuron: a, baseline: b, neurons: {low: 1}}}\n")
+    with pytest.raises(ValueError, match=r"claims\[0\] \(z\) measure.neurons=\{'low': 1\}"):
+        A.load_claims(p)

@@ -3,6 +3,7 @@ metrics, failed points, one and several runs."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from html.parser import HTMLParser
 
@@ -138,7 +139,23 @@ def test_claims_table_has_paper_value_source_and_verdict(one_run):
     section = md.split("## The papers' claims against this run", 1)[1].split("\n## ", 1)[0]
     assert "25.6×" in section and "arXiv 2602.01133 abstract" in section
     assert "not measured" in section  # no 16k point in this small run
-    assert "consistent" in section  # DSN has the lowest synthetic firing rate
+    # a single layer is not the trained network of the firing-rate claim: not comparable, and why
+    assert "| not comparable | the run's rows differ from the paper's setting: workload layer (paper: network) |" \
+        in section
+    assert "Only rows at the paper's setting" in section
+
+
+def test_claims_of_a_cpu_run_are_not_comparable_and_the_html_marks_them(tmp_path):
+    run = make_run(tmp_path / "cpu", neurons=("psn", "dsn"), seq_lens=(32, 64), modes=("train",), samples=3)
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    (run / "results.jsonl").write_text("".join(json.dumps({**r, "device": "cpu"}) + "\n" for r in rows))
+    html = build_report([run], **FAST)
+    md = (run / "report.md").read_text()
+    section = md.split("## The papers' claims against this run", 1)[1].split("\n## ", 1)[0]
+    iclr = next(line for line in section.splitlines() if "ICLR version of DSN" in line)
+    assert "| not comparable | the run's rows differ from the paper's setting: device cpu (paper: cuda) |" in iclr
+    assert "lower than paper" not in section and "higher than paper" not in section
+    assert '<td class="verdict-not">not comparable</td>' in html.read_text()
 
 
 def test_several_runs_side_by_side(two_runs):
@@ -194,6 +211,8 @@ def test_single_length_run_says_there_is_nothing_to_fit(tmp_path):
     # the float64 reference is never the "best backend", even when it is the fastest row
     headline = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
     assert "(reference)" not in headline and "(eager)" in headline
+    # ... and the sentence above the tables says the reference was left out of the ranking
+    assert "the float64 `reference` backend is left out of the ranking" in headline
 
 
 def test_extrapolation_failures_are_reported(one_run):

@@ -207,8 +207,11 @@ def headline_section(an: A.Analysis) -> Section:
     if sp.empty:
         sec.blocks.append(Paragraph(f"{DASH} no timed point succeeded, so there is nothing to rank."))
         return sec
+    unranked = " and ".join(f"`{b}`" for b in A.NOT_RANKED)
     sec.blocks.append(Paragraph(
-        "Each cell is the neuron's fastest backend at that sequence length T and its median time. The speed-up "
+        "Each cell is the neuron's fastest backend at that sequence length T and its median time; the float64 "
+        f"{unranked} backend is left out of the ranking (it is the test oracle, slow on purpose, not a way to "
+        "run a neuron), here and in the speed-ups. The speed-up "
         "tables divide the best LIF time, and the best PSN time, by the neuron's best time at the same settings "
         "(> 1 = the neuron is faster)."))
     failed = an.df[(an.df["kind"] == "bench") & (an.df["status"] != "ok")]
@@ -430,6 +433,9 @@ def claims_section(an: A.Analysis) -> Section:
     sec.blocks.append(Paragraph(
         "Each headline number of the PSN, SPSN, PSU and DSN papers that rows can speak to (perfsuite/claims.yaml). "
         "Paper numbers come from other hardware, networks and code: a difference is a finding, not an error. "
+        "Only rows at the paper's setting (device, workload and, where the spec gives it, network size: the "
+        "settings in each claim's `measure`) are compared; a run whose rows of the claim's neurons all differ "
+        "from it gets \"not comparable\", naming the settings that differ. "
         "Evidence: [P] paper text, [C] authors' code, [R] peer review, [S] secondary source (unverified), "
         "[U] perfsuite's reading."))
     several = len(an.runs) > 1

@@ -10,7 +10,8 @@ from markupsafe import Markup, escape
 from .content import MISMATCH, Report
 from .templating import environment
 
-_VERDICTS = ("consistent", "contradicts", "lower than paper", "higher than paper", "inconclusive", "not measured")
+_VERDICTS = ("consistent", "contradicts", "lower than paper", "higher than paper", "inconclusive", "not measured",
+             "not comparable")
 
 
 def _inline_code(text: object) -> Markup:
