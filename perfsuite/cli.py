@@ -85,7 +85,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     except ValueError as exc:
         fail(str(exc))
     if dry_run:
-        return _dry_run(sc, runner.select_shard(points, shard_t), device.value if device else None)
+        return _dry_run(sc, runner.select_shard(points, shard_t), device.value if device else None,
+                        runner.shard_extrapolation(sc.extrapolation, shard_t))
     if resume and out_dir is None:
         fail("--resume needs --out: the folder of the run to finish")
     out_dir = out_dir or _default_out(sc.name)
@@ -94,11 +95,12 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     try:
         from .scenario import resolve_device
 
+        options = _run_options(device, shard, profile, roofline, report, progress)
         result = runner.run_points(points, out_dir, resume=resume, shard=shard_t, progress=progress, console=err,
                                    roofline=roofline, extrapolation=sc.extrapolation, scenario=sc.name,
                                    device=resolve_device(device.value if device else sc.device),
-                                   command=_reproduce_command(scenario, out_dir, device, shard, profile),
-                                   profile=profile)
+                                   command=_command(scenario, ["--out", str(out_dir)] + ["--resume"] * resume + options),
+                                   reproduce=_command(scenario, options), profile=profile)
     except ValueError as exc:
         fail(str(exc))
     except RuntimeError as exc:  # the worker could not even record the environment
@@ -121,29 +123,45 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
             raise typer.Exit(1) from None
 
 
-def _reproduce_command(scenario: Path, out_dir: Path, device, shard: str | None, profile: bool = False) -> str:
-    """The command that measures this run again (recorded in env.json, shown by the report)."""
-    args = ["perfsuite", "run", str(scenario), "--out", str(out_dir)]
+def _run_options(device, shard: str | None, profile: bool, roofline: bool, report: bool, progress: bool) -> list[str]:
+    """The options of `run` other than --out, --resume and --dry-run, as the user gave them."""
+    args = []
     if device is not None:
         args += ["--device", device.value]
     if shard is not None:
         args += ["--shard", shard]
-    if profile:
-        args.append("--profile")
-    return shlex.join(args)
+    args += ["--no-roofline"] * (not roofline) + ["--no-report"] * (not report) + ["--no-progress"] * (not progress)
+    return args + ["--profile"] * profile
 
 
-def _dry_run(sc, points, device: str | None) -> None:
+def _command(scenario: Path, args: list[str]) -> str:
+    """``perfsuite run SCENARIO ARGS`` as one shell-quoted line (env.json ``command`` and ``reproduce``)."""
+    return shlex.join(["perfsuite", "run", str(scenario), *args])
+
+
+def _dry_run(sc, points, device: str | None, extrapolation: dict | None) -> None:
+    """List the points with their analytic memory lower bound and what the runner would do with each;
+    ``extrapolation``: the block this shard would run (only counted: its cost is training, not memory)."""
+    import torch
+
     from .measure.memory import device_memory_bytes
-    from .runner import plan_point
+    from .runner import plan_point, plan_summary
+    from .scenario import resolve_device
 
-    dev = points[0].device if points else "cpu"
-    try:
-        dev_bytes = device_memory_bytes(dev)
-    except Exception as exc:  # e.g. --device cuda on a machine without one
-        fail(f"cannot read the memory of device {dev!r}: {exc}")
+    dev = points[0].device if points else resolve_device(device or sc.device)
+    if dev == "cuda" and not torch.cuda.is_available():
+        # a dry run plans a GPU sweep from any machine: the points are listed, not checked against a memory
+        dev_bytes, memory = None, "device memory unknown (no CUDA device here)"
+    else:
+        try:
+            dev_bytes = device_memory_bytes(dev)
+            memory = f"memory {_human_bytes(dev_bytes)}"
+        except Exception as exc:  # the listing is still useful without the device's size
+            dev_bytes, memory = None, f"device memory unknown ({type(exc).__name__}: {exc})"
+    if dev_bytes is None:
+        memory += ", so only limits.memory_gb can skip a point"
     # plain lines, not a table: the reasons are long and the listing is meant to be grepped
-    typer.echo(f"{sc.name}: {len(points)} points on {dev} (memory {_human_bytes(dev_bytes)}); "
+    typer.echo(f"{sc.name}: {plan_summary(len(points), extrapolation)} on {dev}; {memory}; "
                "predicted memory is an analytic lower bound")
     for i, p in enumerate(points):
         plan = plan_point(p, dev_bytes)
@@ -190,6 +208,15 @@ def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> Non
                    f"samples, too few for the regression gate's U test to reach alpha={Thresholds().alpha:g} "
                    f"(`perfsuite compare` lists them as untestable); set timing.min_reps >= {need} for runs "
                    f"meant for the gate", err=True)
+    _echo_extrapolation_plan(file, sc, len(points))
+
+
+def _echo_extrapolation_plan(file: Path, sc, n_points: int) -> None:
+    """A scenario with an extrapolation block writes rows beyond its timed points: say how many."""
+    from .runner import plan_summary
+
+    if sc.extrapolation is not None:
+        typer.echo(f"{file}: {plan_summary(n_points, sc.extrapolation)}")
 
 
 # ---------------------------------------------------------------------------------------- list
@@ -260,14 +287,29 @@ def env(device: Device = typer.Option(Device.auto, help="auto|cpu|cuda"),
 # --------------------------------------------------------------------------------------- merge
 @app.command()
 def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged run"),
-          parts: list[Path] = typer.Argument(..., help="run folders (shards) to join")) -> None:
-    """Join shard run folders into one (rows deduplicated by key)."""
+          parts: list[Path] = typer.Argument(..., help="run folders (shards) to join"),
+          force: bool = typer.Option(False, "--force", help="merge parts from different environments or commits, "
+                                     "or holding different rows for one key (an ok row wins, else the last part's)")) -> None:
+    """Join shard run folders of one run into one (rows deduplicated by key); parts from different
+    environments, or with different rows for one key, are refused unless --force."""
+    from .results import ENV_FILE
     from .runner import merge_runs
 
     try:
-        result = merge_runs(out_dir, parts)
+        result = merge_runs(out_dir, parts, force=force)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    forced = json.loads((out_dir / ENV_FILE).read_text(encoding="utf-8")).get("merge_forced")
+    if forced:
+        for line in forced["env_differences"]:
+            typer.echo(f"warning (--force): environments differ: {line}", err=True)
+        dups = forced["duplicates"]
+        for d in dups[:10]:
+            typer.echo(f"warning (--force): {d['key']} held by {', '.join(d['parts'])}: kept {d['winner']} "
+                       f"({d['rule']})", err=True)
+        if len(dups) > 10:
+            typer.echo(f"warning (--force): {len(dups) - 10} more duplicate keys; every one is in "
+                       f"{out_dir / ENV_FILE} under merge_forced.duplicates", err=True)
     typer.echo(f"merged {len(parts)} parts into {out_dir}: {len(result.rows)} rows")
 
 

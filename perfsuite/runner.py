@@ -61,6 +61,30 @@ def select_shard(points: Sequence, shard: tuple[int, int] | None) -> list:
     return list(points)[i - 1::n]
 
 
+def shard_extrapolation(extrapolation: dict | None, shard: tuple[int, int] | None) -> dict | None:
+    """The scenario's extrapolation block as shard ``shard`` runs it: in shard 1 only (training a model
+    and evaluating it at every length is one job, not split across shards)."""
+    return None if shard is not None and shard[0] != 1 else extrapolation
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def plan_summary(n_points: int, extrapolation: dict | None) -> str:
+    """What a run will write: ``"N timed points"``, and with an extrapolation block
+    ``", M extrapolation rows (K neurons × L evaluation lengths)"`` (one row per neuron and length)."""
+    text = _plural(n_points, "timed point")
+    if extrapolation is None:
+        return text
+    from .extrapolation import ExtrapolationConfig
+
+    cfg = ExtrapolationConfig.from_block(extrapolation)
+    k, n_lens = len(cfg.neurons), len(cfg.eval_lens)
+    return (f"{text}, {_plural(k * n_lens, 'extrapolation row')} ({_plural(k, 'neuron')} × "
+            f"{_plural(n_lens, 'evaluation length')})")
+
+
 # --------------------------------------------------------------------------------------------- plan
 @dataclass
 class Planned:
@@ -376,10 +400,12 @@ class Runner:
     """Runs points into a run folder. ``progress`` draws a rich progress bar on ``console``."""
 
     def __init__(self, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True,
-                 console=None, roofline: bool = True, command: str | None = None, profile: bool = False) -> None:
+                 console=None, roofline: bool = True, command: str | None = None, reproduce: str | None = None,
+                 profile: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.profile = profile
         self.command = command
+        self.reproduce = reproduce
         self.roofline = roofline
         self.resume = resume
         self.progress = progress
@@ -447,12 +473,15 @@ class Runner:
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         if self.command:
             env["command"] = self.command
+        if self.reproduce:
+            env["reproduce"] = reproduce_entry(self.reproduce, env.get("commit"))
         path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
         return env
 
     def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:
         ctx = {"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")}
-        with _progress(self.progress, self.console, len(todo)) as advance:
+        # an extrapolation-only scenario (or a resumed run with nothing left) draws no empty bar
+        with _progress(self.progress and bool(todo), self.console, len(todo)) as advance:
             for point in todo:
                 row = self._one(point, env, ctx)
                 interrupted = self.profile and self._profile(point, row)
@@ -534,6 +563,17 @@ class Runner:
                         time.perf_counter() - t0)
 
 
+def reproduce_entry(command: str, commit: str | None) -> dict:
+    """env.json ``reproduce``: ``command`` (as typed, without ``--out``/``--resume``) and the ``commit`` of
+    the checkout it ran from, with a note on how to run it again."""
+    note = "run in a checkout of that commit, with --out a new folder"
+    if commit is None:
+        note = "no git commit was recorded (not run from a git checkout); run it with --out a new folder"
+    elif commit.endswith("-dirty"):
+        note += "; the run had uncommitted changes to tracked files, which a checkout does not bring back"
+    return {"command": command, "commit": commit, "note": note}
+
+
 def repair_torn_tail(path: Path) -> bool:
     """Cut a last line left unfinished by a kill mid-write, so rows appended later stay valid JSON
     lines (`read_rows` ignores a torn *last* line only). Returns True when something was cut."""
@@ -548,15 +588,16 @@ def repair_torn_tail(path: Path) -> bool:
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
                roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
-               device: str | None = None, command: str | None = None, profile: bool = False) -> RunResult:
+               device: str | None = None, command: str | None = None, reproduce: str | None = None,
+               profile: bool = False) -> RunResult:
     """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
     `Runner`. The extrapolation block runs in shard 1 only (it is not split). ``profile``: trace each
-    ok point after timing it (`Runner._profile`)."""
-    if shard is not None and shard[0] != 1:
-        extrapolation = None
-    return Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
-                  command=command, profile=profile).run(select_shard(points, shard), extrapolation=extrapolation,
-                                         scenario=scenario, device=device)
+    ok point after timing it (`Runner._profile`). ``command``: what was run (env.json ``command``);
+    ``reproduce``: the command that measures the run again, without ``--out`` (`reproduce_entry`)."""
+    extrapolation = shard_extrapolation(extrapolation, shard)
+    runner = Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
+                    command=command, reproduce=reproduce, profile=profile)
+    return runner.run(select_shard(points, shard), extrapolation=extrapolation, scenario=scenario, device=device)
 
 
 def _check_device(device: str) -> None:
@@ -723,27 +764,89 @@ def summary_table(rows: Iterable[dict]):
 
 
 # ---------------------------------------------------------------------------------------- merge
-def merge_runs(out_dir: str | os.PathLike, parts: Sequence[str | os.PathLike]) -> RunResult:
-    """Join shard folders into ``out_dir``: rows deduplicated by key (an ``ok`` row wins over others,
-    else the last part's), env.json of the first part with the list of merged parts."""
+#: env.json fields that must match across the parts of a merge besides the regression gate's
+#: (`perfsuite.compare.env_differences`): the gate compares two commits on purpose, but the shards
+#: of one run come from one checkout
+MERGE_SAME_FIELDS = ("commit",)
+
+
+def _row_text(row: dict) -> str:
+    """A row as canonical JSON: rows are compared as text (a NaN never equals itself as a float)."""
+    return json.dumps(row, sort_keys=True, default=str)
+
+
+def merge_env_differences(parts: Sequence[tuple[str, dict]]) -> list[str]:
+    """Every difference between the first part's env.json and each later part's in the fields the
+    regression gate compares and in `MERGE_SAME_FIELDS`, as ``"<part> vs <first>: field a != b"``."""
+    from .compare import env_differences
+
+    (first, env0), out = parts[0], []
+    for path, env in parts[1:]:
+        diffs = [(name, a, b) for name, a, b in env_differences(env0, env)]
+        diffs += [(name, env0.get(name), env.get(name)) for name in MERGE_SAME_FIELDS if env0.get(name) != env.get(name)]
+        out += [f"{path} vs {first}: {name} {b!r} != {a!r}" for name, a, b in diffs]
+    return out
+
+
+def _merge_rule(n_ok: int, n: int) -> str:
+    if n_ok == 0 or n_ok == n:
+        return "the last part's"
+    return "the ok row" if n_ok == 1 else "the last part's ok row"
+
+
+def merge_runs(out_dir: str | os.PathLike, parts: Sequence[str | os.PathLike], *, force: bool = False) -> RunResult:
+    """Join shard folders into ``out_dir``.
+
+    Refused (ValueError) unless ``force``: parts whose env.json differ in the fields the regression
+    gate compares or in the commit (`merge_env_differences`), and a key held by several parts with
+    different rows. A key held by several parts with identical rows (a part given twice) keeps one.
+    With ``force``, a differing key keeps an ``ok`` row over one that is not ok, else the last part's;
+    env.json then lists the differences and, per such key, the parts and the winner under
+    ``merge_forced``. env.json is the first part's, with ``merged_from``: each part's path, run id,
+    host, GPU, commit and whole env.json."""
     out = Path(out_dir)
     if (out / RESULTS_FILE).exists() and (out / RESULTS_FILE).stat().st_size > 0:
         raise ValueError(f"{out} already holds results; merge into a new folder")
     if not parts:
         raise ValueError("merge: no parts given; expected one or more run folders")
-    by_key: dict[str, dict] = {}
-    envs = []
+    envs: list[tuple[str, dict]] = []
+    holders: dict[str, list[tuple[str, dict]]] = {}  # key -> [(part, row)] in part order
     for part in parts:
         env, rows = load_run(part)  # FileNotFoundError names the part
         envs.append((str(part), env))
         for r in rows:
-            old = by_key.get(r["key"])
-            if old is None or not (old["status"] == "ok" and r["status"] != "ok"):
-                by_key[r["key"]] = r
+            holders.setdefault(r["key"], []).append((str(part), r))
+    env_diffs = merge_env_differences(envs)
+    conflicts = {k: h for k, h in holders.items() if len({_row_text(r) for _, r in h}) > 1}
+    if (env_diffs or conflicts) and not force:
+        msg = []
+        if env_diffs:
+            msg.append("the parts come from different environments (" + "; ".join(env_diffs) + ")")
+        if conflicts:
+            shown = [f"{k} in {', '.join(p for p, _ in h)}" for k, h in list(conflicts.items())[:5]]
+            more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+            msg.append(f"{len(conflicts)} key(s) hold different rows in several parts ({'; '.join(shown)}{more})")
+        raise ValueError("merge refused: " + "; ".join(msg) + ". Expected shards of one run (same machine, "
+                         "software and commit, disjoint keys); pass --force to merge anyway (an ok row wins a "
+                         "duplicate key, else the last part's; env.json records what was overridden)")
+    by_key: dict[str, dict] = {}
+    duplicates = []
+    for key, h in holders.items():
+        ok = [(p, r) for p, r in h if r["status"] == "ok"]
+        winner, row = (ok or h)[-1]
+        by_key[key] = row
+        if key in conflicts:
+            duplicates.append({"key": key, "parts": [p for p, _ in h], "statuses": [r["status"] for _, r in h],
+                               "winner": winner, "rule": _merge_rule(len(ok), len(h))})
     out.mkdir(parents=True, exist_ok=True)
     env = dict(envs[0][1])
     env["merged_from"] = [{"path": p, "run_id": e.get("run_id"), "hostname": e.get("hostname"),
-                           "gpu": (e.get("gpu") or {}).get("name"), "commit": e.get("commit")} for p, e in envs]
+                           "gpu": (e.get("gpu") or {}).get("name"), "commit": e.get("commit"), "env": e}
+                          for p, e in envs]
+    if env_diffs or duplicates:
+        env["merge_forced"] = {"env_differences": env_diffs, "duplicates": duplicates}
+    else:
+        env.pop("merge_forced", None)
     (out / ENV_FILE).write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
     for r in by_key.values():
         append_row(out / RESULTS_FILE, r)

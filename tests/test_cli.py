@@ -1,5 +1,6 @@
 """The perfsuite CLI: exit codes (2 for user mistakes, never a traceback), dry-run, list, env, merge."""
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -106,11 +107,114 @@ def test_run_end_to_end_records_the_command_and_builds_the_report(tmp_path):
     sc = write(tmp_path, {**GOOD, "neurons": ["lif"], "modes": ["forward"],
                           "timing": {"warmup_ms": 1, "rep_ms": 2, "min_reps": 3, "max_reps": 5}})
     out = tmp_path / "run"
-    r = invoke("run", sc, "--out", out, "--no-progress", "--no-roofline")
+    r = invoke("run", sc, "--out", out, "--device", "cpu", "--no-progress", "--no-roofline")
     assert r.exit_code == 0, r.output
     env = json.loads((out / "env.json").read_text())
-    assert env["command"] == f"perfsuite run {sc} --out {out}"
+    # what ran, and how to run it again: as typed without --out, with the commit of the checkout
+    assert env["command"] == f"perfsuite run {sc} --out {out} --device cpu --no-roofline --no-progress"
+    rep = env["reproduce"]
+    assert rep["command"] == f"perfsuite run {sc} --device cpu --no-roofline --no-progress"
+    assert rep["commit"] == env["commit"] and "--out a new folder" in rep["note"]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [row["status"] for row in rows] == ["ok"]
     assert (out / "report.html").exists() and (out / "report.md").exists()
-    assert env["command"] in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert f"{rep['command']} --out NEW_FOLDER" in md
+    if env["commit"]:  # None outside a git checkout
+        assert f"git checkout {env['commit'].removesuffix('-dirty')}" in md
+    # the recorded command runs as printed, into a new folder
+    again = tmp_path / "again"
+    r = invoke(*shlex.split(rep["command"])[1:], "--out", again, "--no-report")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["key"] for line in (again / "results.jsonl").read_text().splitlines()] == \
+        [row["key"] for row in rows]
+
+
+def test_dry_run_without_a_cuda_device_lists_the_points(tmp_path, monkeypatch):
+    """Planning a GPU sweep on a CPU-only machine: the points and their lower bounds, memory unknown."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    sc = write(tmp_path, {**GOOD, "device": "cuda", "modes": ["forward"], "limits": {"memory_gb": 1e-7}})
+    for args in ([], ["--device", "cuda"]):
+        r = invoke("run", sc, "--dry-run", *args)
+        assert r.exit_code == 0, r.output
+        assert "tiny: 2 timed points on cuda; device memory unknown (no CUDA device here)" in r.output
+        lines = [line for line in r.output.splitlines() if line.strip()[:1].isdigit()]
+        assert len(lines) == 2 and all(">= " in line for line in lines)
+        # limits.memory_gb still skips: the lower bound is above 107 bytes
+        assert all("skipped: predicted at least" in line for line in lines)
+
+
+EXTRA_ONLY = {"name": "extra", "device": "cpu",
+              "extrapolation": {"task": "markov_lm", "train_len": 8, "eval_lens": [8, 16, 32], "steps": 1,
+                                "neurons": ["lif", "dsn"]}}
+
+
+def test_extrapolation_rows_are_counted_by_validate_and_dry_run(tmp_path):
+    sc = write(tmp_path, EXTRA_ONLY)
+    plan = "0 timed points, 6 extrapolation rows (2 neurons × 3 evaluation lengths)"
+    r = invoke("validate", sc)
+    assert r.exit_code == 0 and f"{sc}: {plan}" in r.output
+    r = invoke("run", sc, "--dry-run")
+    assert r.exit_code == 0 and f"extra: {plan} on cpu" in r.output
+    # the block runs in shard 1 only
+    assert "extra: 0 timed points on cpu" in invoke("run", sc, "--dry-run", "--shard", "2/2").output
+    assert plan in invoke("run", sc, "--dry-run", "--shard", "1/2").output
+    both = write(tmp_path, {**GOOD, "extrapolation": {**EXTRA_ONLY["extrapolation"], "neurons": ["lif"]}}, "both.yaml")
+    r = invoke("validate", both)
+    assert "valid; 4 points" in r.output and "4 timed points, 3 extrapolation rows (1 neuron × 3 evaluation lengths)" \
+        in r.output
+    # a scenario without the block gets no extra line
+    assert "timed point" not in invoke("validate", write(tmp_path, GOOD)).output
+
+
+def fake_part(tmp_path, name, rows, **env):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "env.json").write_text(json.dumps({"device": "cpu", "torch": "2.13", "commit": "abc", **env}))
+    (folder / "results.jsonl").write_text("".join(json.dumps({"key": k, "status": s}) + "\n" for k, s in rows))
+    return folder
+
+
+def test_merge_refuses_mixed_parts_with_exit_2_unless_forced(tmp_path):
+    a = fake_part(tmp_path, "a", [("k1", "ok"), ("k2", "error")])
+    b = fake_part(tmp_path, "b", [("k2", "ok")], torch="2.12")
+    r = invoke("merge", tmp_path / "all", a, b)
+    assert r.exit_code == 2 and "merge refused" in r.output
+    assert f"{b} vs {a}: torch '2.12' != '2.13'" in r.output and f"k2 in {a}, {b}" in r.output
+    assert not (tmp_path / "all").exists()
+    r = invoke("merge", tmp_path / "all", a, b, "--force")
+    assert r.exit_code == 0, r.output
+    assert "environments differ" in r.output and f"k2 held by {a}, {b}: kept {b} (the ok row)" in r.output
+    assert "merged 2 parts" in r.output
+    env = json.loads((tmp_path / "all" / "env.json").read_text())
+    assert [m["env"]["torch"] for m in env["merged_from"]] == ["2.13", "2.12"]
+    # shards of one run merge without --force
+    c = fake_part(tmp_path, "c", [("k3", "ok")])
+    r = invoke("merge", tmp_path / "ac", a, c)
+    assert r.exit_code == 0 and "warning" not in r.output
+
+
+def test_report_of_a_forced_merge_shows_each_part_and_the_override(tmp_path):
+    point = {"neuron": "lif", "backend": "eager", "mode": "forward", "precision": "fp32", "seq_len": 8, "batch": 1,
+             "features": 2}
+    parts = []
+    for name, torch_version, status in (("a", "2.13", "error"), ("b", "2.12", "ok")):
+        folder = tmp_path / name
+        folder.mkdir()
+        rep = {"command": f"perfsuite run sc.yaml --shard {name}", "commit": "abc123-dirty", "note": "n"}
+        (folder / "env.json").write_text(json.dumps({"device": "cpu", "torch": torch_version, "commit": "abc123-dirty",
+                                                     "reproduce": rep}))
+        (folder / "results.jsonl").write_text(json.dumps({"key": "k", "status": status, **point}) + "\n")
+        parts.append(folder)
+    assert invoke("merge", tmp_path / "all", *parts, "--force").exit_code == 0
+    r = invoke("report", tmp_path / "all")
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "all" / "report.md").read_text()
+    env_section = md.split("## Environment and how to reproduce", 1)[1].split("\n## ", 1)[0]
+    for name in ("a", "b"):
+        assert f"git checkout abc123\nperfsuite run sc.yaml --shard {name} --out NEW_FOLDER" in env_section
+    assert "uncommitted changes to tracked files (abc123-dirty)" in env_section
+    assert f"| merged_from | {parts[0]}, {parts[1]} |" in env_section
+    assert "merged with --force" in env_section and "torch '2.12' != '2.13'" in env_section

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -177,3 +178,103 @@ def test_summary_markdown_lists_not_ok_rows():
             {"key": "b#2", "neuron": "psn", "status": "oom", "reason": "CUDA out of memory"}]
     md = summary_markdown(rows)
     assert "ok 1, oom 1 (total 2)" in md and "`b#2`: **oom**: CUDA out of memory" in md and "0.9–1.1" in md
+
+
+# ------------------------------------------------------------------------------- merge checks
+ENV = {"device": "cuda", "gpu": {"name": "GPU A"}, "torch": "2.13", "triton": "3.9", "compile_backend": "inductor",
+       "commit": "abc123", "hostname": "h1"}
+
+
+def row(key, status="ok", median=1.0):
+    return {"key": key, "status": status, "time": {"median_ms": median} if status == "ok" else None,
+            "reason": None if status == "ok" else "synthetic failure"}
+
+
+def part(tmp_path, name, rows, **env_changes) -> Path:
+    """A run folder written directly (no worker): env.json with ``env_changes`` and ``rows``."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "env.json").write_text(json.dumps({**ENV, "run_id": name, **env_changes}))
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.mark.parametrize("change,field", [({"torch": "2.12"}, "torch"), ({"gpu": {"name": "GPU B"}}, "gpu"),
+                                          ({"commit": "def456"}, "commit"),
+                                          ({"compile_backend": "aot_eager"}, "compile_backend")])
+def test_merge_refuses_parts_from_different_environments(tmp_path, change, field):
+    a = part(tmp_path, "a", [row("k1")])
+    b = part(tmp_path, "b", [row("k2")], **change)
+    with pytest.raises(ValueError, match="different environments") as exc:
+        merge_runs(tmp_path / "all", [a, b])
+    assert f"{b} vs {a}: {field}" in str(exc.value) and "--force" in str(exc.value)
+    assert not (tmp_path / "all" / "results.jsonl").exists()
+
+
+def test_merge_compares_the_cpu_model_of_cpu_runs_only(tmp_path):
+    cpu = {"device": "cpu", "gpu": None}
+    a = part(tmp_path, "a", [row("k1")], cpu_model="CPU X", **cpu)
+    b = part(tmp_path, "b", [row("k2")], cpu_model="CPU Y", **cpu)
+    with pytest.raises(ValueError, match=f"{b} vs {a}: cpu 'CPU Y' != 'CPU X'"):
+        merge_runs(tmp_path / "all", [a, b])
+    # GPU runs on hosts with different CPUs are the same measuring device
+    c = part(tmp_path, "c", [row("k1")], cpu_model="CPU X")
+    d = part(tmp_path, "d", [row("k2")], cpu_model="CPU Y")
+    assert len(merge_runs(tmp_path / "gpu", [c, d]).rows) == 2
+
+
+def test_merge_force_records_every_part_env_and_the_differences(tmp_path):
+    a = part(tmp_path, "a", [row("k1")])
+    b = part(tmp_path, "b", [row("k2")], torch="2.12", hostname="h2")
+    merged = merge_runs(tmp_path / "all", [a, b], force=True)
+    assert sorted(r["key"] for r in merged.rows) == ["k1", "k2"]
+    env = json.loads((tmp_path / "all" / "env.json").read_text())
+    assert [m["env"]["torch"] for m in env["merged_from"]] == ["2.13", "2.12"]
+    assert [m["hostname"] for m in env["merged_from"]] == ["h1", "h2"]
+    assert env["merge_forced"] == {"env_differences": [f"{b} vs {a}: torch '2.12' != '2.13'"], "duplicates": []}
+
+
+def test_merge_refuses_a_key_with_different_rows_and_force_says_who_won(tmp_path):
+    a = part(tmp_path, "a", [row("k1"), row("k2", "error"), row("k3", median=1.0)])
+    b = part(tmp_path, "b", [row("k1", "oom"), row("k2"), row("k3", median=2.0)])
+    with pytest.raises(ValueError, match="3 key.s. hold different rows") as exc:
+        merge_runs(tmp_path / "all", [a, b])
+    assert f"k1 in {a}, {b}" in str(exc.value)
+    merged = merge_runs(tmp_path / "all", [a, b], force=True)
+    # the documented rule: an ok row wins over one that is not ok, in either order; else the last part's
+    got = {r["key"]: r for r in merged.rows}
+    assert got["k1"] == row("k1") and got["k2"] == row("k2") and got["k3"] == row("k3", median=2.0)
+    env = json.loads((tmp_path / "all" / "env.json").read_text())
+    dups = {d["key"]: d for d in env["merge_forced"]["duplicates"]}
+    assert dups["k1"]["winner"] == str(a) and dups["k1"]["rule"] == "the ok row"
+    assert dups["k1"]["statuses"] == ["ok", "oom"] and dups["k1"]["parts"] == [str(a), str(b)]
+    assert dups["k2"]["winner"] == str(b) and dups["k2"]["rule"] == "the ok row"
+    assert dups["k3"]["winner"] == str(b) and dups["k3"]["rule"] == "the last part's"
+    assert env["merge_forced"]["env_differences"] == []
+
+
+def test_merge_of_rows_not_ok_in_every_part_keeps_the_last(tmp_path):
+    a = part(tmp_path, "a", [row("k1", "error")])
+    b = part(tmp_path, "b", [row("k1", "timeout")])
+    merged = merge_runs(tmp_path / "all", [a, b], force=True)
+    assert [r["status"] for r in merged.rows] == ["timeout"]
+
+
+# ------------------------------------------------------------------------------------ progress
+def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
+    """An extrapolation-only scenario (or a resume with nothing left) draws no empty 0/0 bar."""
+    from rich.console import Console
+
+    from perfsuite.runner import Runner, RunResult
+
+    # `_one` is replaced (no worker): only the loop and its bar run
+    point = SimpleNamespace(neuron="lif", backend="eager", mode="forward", seq_len=8)
+    monkeypatch.setattr(Runner, "_one", lambda self, p, env, ctx: row("k1"))
+    for todo, drawn in (([], False), ([point], True)):
+        console = Console(record=True, width=120, force_terminal=False)
+        runner = Runner(tmp_path / f"r{len(todo)}", progress=True, console=console)
+        (tmp_path / f"r{len(todo)}").mkdir()
+        runner._loop(todo, {"run_id": "x"}, tmp_path / f"r{len(todo)}" / "results.jsonl", RunResult(tmp_path))
+        text = console.export_text()
+        assert ("1/1" in text) is drawn, text
+        assert "0/0" not in text

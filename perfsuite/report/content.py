@@ -173,7 +173,11 @@ def environment_section(an: A.Analysis) -> Section:
     for run in an.runs:
         flat: dict[str, str] = {}
         for k, v in run.env.items():
-            if k == "command":
+            if k in ("command", "reproduce", "merge_forced"):  # shown below the table
+                continue
+            if k == "merged_from":  # each part's whole env.json is in it: name the parts only
+                flat[k] = ", ".join(str(m.get("path")) for m in v if isinstance(m, dict)) if isinstance(v, list) \
+                    else _env_value(v)
                 continue
             if isinstance(v, dict):
                 for k2, v2 in v.items():
@@ -189,16 +193,52 @@ def environment_section(an: A.Analysis) -> Section:
     else:
         sec.blocks.append(Paragraph(f"{DASH} no env.json in any run folder: the environment is unknown."))
     for run in an.runs:
-        cmd = run.env.get("command")
-        sec.blocks.append(Paragraph(f"Reproduce {run.label} (rows from {run.path}):"))
-        if cmd:
-            sec.blocks.append(Code(cmd if isinstance(cmd, str) else " ".join(map(str, cmd))))
+        parts = [m for m in run.env.get("merged_from") or [] if isinstance(m, dict)]
+        if parts:
+            sec.blocks.append(Paragraph(f"Reproduce {run.label} (rows from {run.path}): it was merged from "
+                                        f"{len(parts)} run folders (`perfsuite merge`); measure each again, then "
+                                        "merge the new folders."))
+            for m in parts:
+                sec.blocks.append(Paragraph(f"Part {m.get('path')}:"))
+                sec.blocks += _reproduce_blocks(m.get("env") or {})
         else:
-            sec.blocks.append(Paragraph(f"{DASH} env.json has no `command` entry, so the exact command is unknown."))
+            sec.blocks.append(Paragraph(f"Reproduce {run.label} (rows from {run.path}):"))
+            sec.blocks += _reproduce_blocks(run.env)
+        forced = run.env.get("merge_forced")
+        if isinstance(forced, dict):
+            diffs, dups = forced.get("env_differences") or [], forced.get("duplicates") or []
+            sec.blocks.append(Alert(f"{run.label} was merged with --force: "
+                                    + ("; ".join(diffs) if diffs else "the parts' environments match")
+                                    + f"; {len(dups)} key(s) held different rows in several parts (env.json "
+                                    "`merge_forced.duplicates` names the part kept for each)."))
     n_ok = int((an.df["status"] == "ok").sum())
     sec.blocks.append(Paragraph(f"{len(an.df)} rows in {len(an.runs)} run(s): {n_ok} ok, {len(an.df) - n_ok} not ok "
                                 "(listed under 'Points not ok')."))
     return sec
+
+
+def _reproduce_blocks(env: dict[str, Any]) -> list[Any]:
+    """How to measure a run again: env.json ``reproduce`` (the command as typed, without ``--out``, and
+    the commit) as ``git checkout`` + the command into a new folder; runs recorded before ``reproduce``
+    existed show their ``command`` as it ran."""
+    rep, cmd = env.get("reproduce"), env.get("command")
+    if isinstance(rep, dict) and rep.get("command"):
+        commit = rep.get("commit")
+        lines = [f"git checkout {commit.removesuffix('-dirty')}"] if isinstance(commit, str) and commit else []
+        blocks: list[Any] = [Code("\n".join(lines + [f"{rep['command']} --out NEW_FOLDER"]))]
+        if not commit:
+            blocks.append(Paragraph("No git commit was recorded (the run was not made from a git checkout): the "
+                                    "code version is unknown."))
+        elif commit.endswith("-dirty"):
+            blocks.append(Paragraph(f"The run had uncommitted changes to tracked files ({commit}); the checkout "
+                                    "gives the committed code only."))
+        return blocks
+    if cmd:
+        text = cmd if isinstance(cmd, str) else " ".join(map(str, cmd))
+        note = [Paragraph("The command as it ran (no `reproduce` entry); its `--out` folder already holds these "
+                          "rows: give a new one.")] if "--out" in text else []
+        return [Code(text), *note]
+    return [Paragraph(f"{DASH} env.json has no `command` entry (nor `reproduce`), so the exact command is unknown.")]
 
 
 def headline_section(an: A.Analysis) -> Section:
