@@ -102,10 +102,11 @@ class Neuron(nn.Module):
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError(f"{self.spec.name} has no serial inference (spec §7)")
 
-    def forward_serial(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """Run ``step`` over time: equals ``forward`` for every serial-capable neuron."""
+    def forward_serial(self, x_seq: torch.Tensor, state_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Run ``step`` over time (state in ``state_dtype``): equals ``forward`` for every serial-capable
+        neuron."""
         self.check_input(x_seq)
-        state = self.init_state(x_seq.shape[1:], device=x_seq.device, dtype=torch.float32)
+        state = self.init_state(x_seq.shape[1:], device=x_seq.device, dtype=state_dtype)
         out = []
         for t in range(x_seq.shape[0]):
             s_t, state = self.step(x_seq[t], state)

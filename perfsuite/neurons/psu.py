@@ -211,12 +211,7 @@ class _PSUBase(Neuron):
         return super().forward_compiled(x_seq)
 
     def forward_reference(self, x_seq):
-        state = self.init_state(x_seq.shape[1:], device=x_seq.device, dtype=x_seq.dtype)
-        out = []
-        for t in range(x_seq.shape[0]):
-            s, state = self.step(x_seq[t], state)
-            out.append(s)
-        return torch.stack(out)
+        return self.forward_serial(x_seq, state_dtype=x_seq.dtype)  # the float64 serial recurrence
 
     def extra_repr(self):
         return (f"tau={self.tau}, v_threshold={self.v_threshold}, braincog_compat={self.braincog_compat}, "
@@ -299,8 +294,7 @@ class IPSU(_HistoryPSU):
     )
 
     def __init__(self, *, backend="eager", seq_len=None, tau=2.0, v_threshold=0.5, variant="linear",
-                 surrogate="atan", surrogate_alpha=None,
-                 braincog_compat=False):
+                 braincog_compat=False, surrogate="atan", surrogate_alpha=None):
         super().__init__(backend=backend, seq_len=seq_len)
         self._init_common(seq_len, tau, v_threshold, braincog_compat, surrogate, surrogate_alpha)
         check_choice("ipsu", "variant", variant, IPSU_VARIANTS)
