@@ -77,6 +77,7 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
                                      "in the row")) -> None:
     """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
     from . import runner
+    from .summary import SUMMARY_FILE, summary_table
 
     sc = _load(scenario)
     try:
@@ -106,10 +107,10 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     except RuntimeError as exc:  # the worker could not even record the environment
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    out.print(runner.summary_table(result.rows))
+    out.print(summary_table(result.rows))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     typer.echo(f"{len(result.rows)} rows ({counts}): {result.new_rows} new, {result.resumed} already done. "
-               f"Rows: {out_dir / 'results.jsonl'}; summary: {out_dir / runner.SUMMARY_FILE}")
+               f"Rows: {out_dir / 'results.jsonl'}; summary: {out_dir / SUMMARY_FILE}")
     if result.interrupted:
         typer.echo(f"interrupted: finished rows are kept; finish with: perfsuite run {scenario} --out {out_dir} "
                    "--resume", err=True)
@@ -293,7 +294,7 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
     """Join shard run folders of one run into one (rows deduplicated by key); parts from different
     environments, or with different rows for one key, are refused unless --force."""
     from .results import ENV_FILE
-    from .runner import merge_runs
+    from .merge import merge_runs
 
     try:
         result = merge_runs(out_dir, parts, force=force)

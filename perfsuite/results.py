@@ -47,6 +47,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -101,6 +103,22 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
                 break
             raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc})") from exc
     return rows
+
+
+@dataclass
+class RunResult:
+    """What a run (or a merge) left in its folder: every row of ``out_dir`` (resumed ones too), how many
+    rows it added, how many points were already done, and whether it was interrupted."""
+
+    out_dir: Path
+    rows: list[dict] = field(default_factory=list)
+    new_rows: int = 0
+    resumed: int = 0
+    interrupted: bool = False
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(r["status"] for r in self.rows)
 
 
 def results_path(run: str | os.PathLike) -> Path:

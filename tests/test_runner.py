@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from perfsuite.results import STATUSES, read_rows
-from perfsuite.runner import merge_runs, parse_shard, repair_torn_tail, run_points, select_shard, summary_markdown
+from perfsuite.merge import merge_runs
+from perfsuite.runner import parse_shard, repair_torn_tail, run_points, select_shard
+from perfsuite.summary import summary_markdown
 from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,11 +267,14 @@ def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
     """An extrapolation-only scenario (or a resume with nothing left) draws no empty 0/0 bar."""
     from rich.console import Console
 
-    from perfsuite.runner import Runner, RunResult
+    from perfsuite.executors import LocalExecutor
+    from perfsuite.results import RunResult
+    from perfsuite.runner import Runner
 
-    # `_one` is replaced (no worker): only the loop and its bar run
+    # the executor's run is replaced (no worker, no planning): only the loop and its bar run
     point = SimpleNamespace(neuron="lif", backend="eager", mode="forward", seq_len=8)
-    monkeypatch.setattr(Runner, "_one", lambda self, p, env, ctx: row("k1"))
+    monkeypatch.setattr(LocalExecutor, "run", lambda self, planned, ctx: ((p.point, row("k1")) for p in planned))
+    monkeypatch.setattr("perfsuite.runner.plan_point", lambda p, device_bytes: SimpleNamespace(point=p))
     for todo, drawn in (([], False), ([point], True)):
         console = Console(record=True, width=120, force_terminal=False)
         runner = Runner(tmp_path / f"r{len(todo)}", progress=True, console=console)
