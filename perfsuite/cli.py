@@ -347,27 +347,50 @@ def compare(baseline: Path = typer.Argument(..., help="baseline run folder or re
                                                     "too few samples to be tested (default: pass with a warning)"),
             rerun: Optional[Path] = typer.Option(None, "--rerun", help="scenario to re-measure flagged points with; "
                                                  "fail only if the re-run agrees"),
-            rerun_out: Optional[Path] = typer.Option(None, "--rerun-out", help="run folder of the re-run")) -> None:
-    """Regression gate: exit 0 (no regression), 1 (regression), 2 (bad input)."""
+            rerun_out: Optional[Path] = typer.Option(None, "--rerun-out", help="run folder of the re-run"),
+            allow_missing: bool = typer.Option(False, "--allow-missing", help="pass even when more than 10 % of the "
+                                               "baseline points are missing from the candidate"),
+            gate_cpu_memory: bool = typer.Option(False, "--gate-cpu-memory", help="also gate the CPU's peak-RSS "
+                                                 "growth (default: shown, not gated: allocator noise)")) -> None:
+    """Regression gate: exit 0 (no regression), 1 (regression), 2 (bad input or an internal error)."""
     from . import compare as cmp
+    from . import compare_output
 
     try:
         th = cmp.Thresholds(time=threshold, alpha=alpha, memory=memory_threshold, firing_rate=firing_rate_tol,
-                            agreement=agreement_tol)
+                            agreement=agreement_tol, cpu_memory=gate_cpu_memory)
         result = cmp.compare_runs(baseline, candidate, thresholds=th, noise_floor=noise_floor, force=force,
-                                  fail_on_missing=fail_on_missing, fail_on_untestable=fail_on_untestable)
+                                  fail_on_missing=fail_on_missing, fail_on_untestable=fail_on_untestable,
+                                  allow_missing=allow_missing)
         if rerun is not None and result.flagged_keys():
+            from .rerun import confirm_by_rerun
+
             rerun_dir = rerun_out or candidate.with_name(f"{candidate.name}-rerun-{datetime.now():%Y%m%d-%H%M%S}")
             typer.echo(f"re-measuring {len(result.flagged_keys())} flagged point(s) into {rerun_dir}", err=True)
-            result = cmp.confirm_by_rerun(result, baseline, rerun, rerun_dir, console=err)
-    except (ValueError, FileNotFoundError) as exc:
+            result = confirm_by_rerun(result, baseline, rerun, rerun_dir, console=err)
+        compare_output.render_table(result, out, show_all=show_all)
+        if markdown is not None:
+            markdown.write_text(compare_output.to_markdown(result), encoding="utf-8")
+        if json_out is not None:
+            json_out.write_text(compare_output.to_json(result), encoding="utf-8")
+    except (ValueError, FileNotFoundError, OSError) as exc:
         fail(str(exc))
-    cmp.render_table(result, out, show_all=show_all)
-    if markdown is not None:
-        markdown.write_text(cmp.to_markdown(result), encoding="utf-8")
-    if json_out is not None:
-        json_out.write_text(cmp.to_json(result), encoding="utf-8")
+    except Exception as exc:  # a bug must never read as "regression" (exit 1): it is exit 2 with its name
+        internal_error("compare", exc)
     raise typer.Exit(result.exit_code)
+
+
+def internal_error(command: str, exc: BaseException) -> None:
+    """An unexpected exception inside a gate command: one line naming it, exit 2 (never the regression
+    code 1). PERFSUITE_DEBUG=1 prints the traceback too."""
+    import os
+    import traceback
+
+    if os.environ.get("PERFSUITE_DEBUG"):
+        traceback.print_exception(exc)
+    typer.echo(f"error: internal error in perfsuite {command}: {type(exc).__name__}: {exc} "
+               f"(set PERFSUITE_DEBUG=1 for the traceback); exit 2, not a verdict", err=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 # ------------------------------------------------------------------------------------- profile
