@@ -33,6 +33,13 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
 * ``peer``: for a peer backend, which implementation of the other library ran:
   ``{"library", "version", "implementation", "env"}`` (e.g. SpikingJelly's torch or triton LIF)
 * ``started_at``: ISO time; ``duration_s``: wall time of the point, including warm-up
+* ``load`` (rows measured by a worker; `perfsuite.measure.load`): the machine's load around the point:
+  ``{"cores", "loadavg_before", "loadavg_after" (1/5/15 min), "steal" (share of CPU time stolen between
+  the samples, or null with ``steal_reason``), "torch_threads" (in effect), "threads_requested"
+  (``timing.threads``, null: torch's default), "gpu_before"/"gpu_after" (CUDA: ``sm_clock_mhz``,
+  ``mem_clock_mhz``, ``throttle_reasons``, or ``nvml_reason``), "flags"}``; ``flags`` lists why the point
+  counts as measured under load (empty: it does not). ``perfsuite ab`` rows add ``ab``: ``{"side", "ref",
+  "rounds", "round_medians_ms", "median_of_rounds_ms"}``
 * ``profile`` (only in runs made with ``perfsuite run --profile``; bench rows): the block of
   `perfsuite.profile.profile_point`, recorded after the point was timed: ``{"trace": path relative to the
   run folder, "tensorboard_logdir", "identity": "ok" | "mismatch" | "unverified", "detail", "kernels":

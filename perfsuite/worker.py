@@ -137,23 +137,49 @@ def execute_point(point, ctx: dict) -> dict:
     """Build the workload, measure what the point asks for; {status, reason, blocks, <block>_reason}."""
     import torch
 
+    from .measure import load
+
     device = point.device
     started = time.perf_counter()
+    # scenario key timing.threads (None: leave torch's default); read with getattr so older points work
+    threads = getattr(getattr(point, "timing", None), "threads", None)
+    before = load.sample(device)
     try:
-        out = _measure(point, ctx)
+        with torch_threads(threads):
+            out = _measure(point, ctx)
+            after = load.sample(device)  # inside: torch_threads is the count the point ran with
         out.update(status="ok", reason=None)
     except Exception as exc:
         status, reason = classify_exception(exc)
         out = {"status": status, "reason": reason}
         if status == "error":
             out["traceback"] = "".join(traceback.format_exception(exc)[-6:])[-3000:]
+        after = load.sample(device)
     finally:
         gc.collect()
         if device == "cuda":
             with contextlib.suppress(Exception):
                 torch.cuda.empty_cache()
+    out["load"] = {**load.block(before, after), "threads_requested": threads}
     out["worker_s"] = time.perf_counter() - started
     return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` for the block and restored after (None: unchanged).
+    Under contention more threads than free cores make a small op many times slower."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _measure(point, ctx: dict) -> dict:
@@ -238,7 +264,7 @@ def make_row(point, run_id: str, status: str, reason: str | None, result: dict |
     except Exception as exc:
         row["cost"], row["cost_reason"] = None, exc_reason(exc)
     row["predicted_memory_bytes"] = predicted_bytes
-    for extra in ("traceback", "peer"):
+    for extra in ("traceback", "peer", "load"):
         if extra in result:
             row[extra] = result[extra]
     row["started_at"] = started_at or now()
