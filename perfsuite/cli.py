@@ -1,4 +1,4 @@
-"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report, compare, profile.
+"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report, compare, ab, profile.
 
 Every user mistake (a bad scenario, a folder that already holds rows, a bad ``--shard``) prints one
 clear message to stderr and exits with code 2, never a traceback. One small function per command.
@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and profile parallel spiking neurons against the serial LIF baseline.")
@@ -378,6 +379,50 @@ def compare(baseline: Path = typer.Argument(..., help="baseline run folder or re
     except Exception as exc:  # a bug must never read as "regression" (exit 1): it is exit 2 with its name
         internal_error("compare", exc)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def ab(scenario: Path = typer.Argument(..., help="scenario YAML file (both sides read it with their own code)"),
+       baseline: str = typer.Option(..., "--baseline", help="git ref or path to a checkout (A)"),
+       candidate: str = typer.Option(..., "--candidate", help="git ref or path to a checkout (B)"),
+       rounds: int = typer.Option(10, "--rounds", help="interleaved A/B rounds per point (>= 6 to test time)"),
+       out_dir: Optional[Path] = typer.Option(None, "--out", help="folder (default reports/ab-<timestamp>/)"),
+       threshold: float = typer.Option(0.05, help="time: smallest slowdown that counts (0.05 = 5 %)"),
+       device: Optional[Device] = typer.Option(None, help="auto|cpu|cuda (default: the scenario's device)"),
+       seed: int = typer.Option(0, help="seed of the random A/B order within each pair"),
+       allow_missing: bool = typer.Option(False, "--allow-missing", help="pass even when more than 10 % of the "
+                                          "baseline points are missing from the candidate"),
+       progress: bool = typer.Option(True, "--progress/--no-progress", help="print each round as it ends")) -> None:
+    """Interleaved A/B gate on one machine: exit 0 (no regression), 1 (regression), 2 (bad input or an
+    internal error)."""
+    from . import ab as abmod
+    from .verdicts import Thresholds
+
+    dev = None if device is None else ("cuda" if device.value == "auto" and _has_cuda() else
+                                       "cpu" if device.value == "auto" else device.value)
+    out_dir = out_dir or Path("reports") / f"ab-{datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        th = Thresholds(time=threshold)
+        result = abmod.run_ab(scenario, baseline, candidate, out_dir, rounds=rounds, thresholds=th, device=dev,
+                              seed=seed, allow_missing=allow_missing,
+                              progress=(lambda text: err.print(Text(text))) if progress else None)
+        abmod.render(result, out)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the servers were stopped and the worktrees removed", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        internal_error("ab", exc)
+    typer.echo(f"verdicts: {out_dir / 'ab.json'}, {out_dir / 'ab.md'}; runs: {out_dir / 'baseline'}, "
+               f"{out_dir / 'candidate'}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def internal_error(command: str, exc: BaseException) -> None:

@@ -113,6 +113,8 @@ class Comparison:
     load_differences: list[str] = field(default_factory=list)
     #: number of points in the baseline (the denominator of the missing share)
     baseline_points: int = 0
+    #: made by `perfsuite ab` (paired rounds) rather than from two separate runs
+    paired: bool = False
 
     @property
     def missing_points(self) -> list[str]:
@@ -173,8 +175,9 @@ class Comparison:
             d = worst.evidence.get("detectable")
             out.append(f"{len(low)} time finding(s) passed without the power to see a {LOW_POWER_CHANGE:.0%} change "
                        f"(worst: {worst.point}, smallest detectable change "
-                       f"{'unknown' if d is None else format(d, '+.0%')}); `perfsuite ab` pairs rounds in one "
-                       f"time window and detects far smaller changes")
+                       f"{'unknown' if d is None else format(d, '+.0%')})"
+                       + ("; more rounds narrow the paired interval (--rounds)" if self.paired else
+                          "; `perfsuite ab` pairs the versions in one time window, so drift between runs cancels"))
         if self.thresholds.cpu_memory is False and any(f.metric == "memory" and f.evidence.get("not_gated")
                                                        for f in self.findings):
             out.append("CPU memory (peak-RSS growth) is shown but not gated: it is allocator noise "

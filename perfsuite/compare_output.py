@@ -53,7 +53,7 @@ def _shown(c: Comparison, show_all: bool) -> list[Finding]:
     return c.findings if show_all else [f for f in c.findings if f.verdict != "unchanged"]
 
 
-def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None:
+def render_table(c: Comparison, console=None, *, show_all: bool = False, title: str = "perfsuite compare") -> None:
     """Print the verdicts as a rich table (changed points only unless ``show_all``) and a headline. Row
     text is passed as `Text`, never parsed as markup."""
     from rich.console import Console
@@ -61,7 +61,7 @@ def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None
     from rich.text import Text
 
     console = console or Console()
-    table = Table(title="perfsuite compare", show_lines=False)
+    table = Table(title=title, show_lines=False)
     for col in _COLUMNS:
         table.add_column(col, overflow="fold")
     for f in _shown(c, show_all):
@@ -74,7 +74,7 @@ def render_table(c: Comparison, console=None, *, show_all: bool = False) -> None
         console.print(Text.assemble(("warning: ", "bold yellow"), w))
 
 
-def to_markdown(c: Comparison) -> str:
+def to_markdown(c: Comparison, *, title: str = "perfsuite regression gate") -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: headline, changed findings, every finding folded away."""
 
     def table(findings: list[Finding]) -> list[str]:
@@ -87,7 +87,7 @@ def to_markdown(c: Comparison) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         return lines
 
-    lines = ["## perfsuite regression gate", "", f"**{md_text(_headline(c))}**", ""]
+    lines = [f"## {md_text(title)}", "", f"**{md_text(_headline(c))}**", ""]
     for w in c.warnings:
         lines += [f"> **warning:** {md_text(w)}", ""]
     changed = _shown(c, False)
