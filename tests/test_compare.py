@@ -639,3 +639,87 @@ def test_rerun_with_a_scenario_lacking_the_flagged_points_is_bad_input(tmp_path)
     (tmp_path / "tiny.yaml").write_text(TINY_SCENARIO)
     with pytest.raises(ValueError, match="not in this scenario"):
         rerun.rerun_points(tmp_path / "tiny.yaml", ["psn/eager/forward#0000"])
+
+
+# ------------------------------------------------------------------------ #10 item 6 and #11 item 4-5
+def test_row_text_is_never_markup_and_internal_errors_exit_2(tmp_path, monkeypatch):
+    """A reason with `[/x]` used to raise rich's MarkupError (exit 1) and torch's `[enforce fail at ...]`
+    vanished from the table; both print as they are now. An internal error exits 2, never 1."""
+    from rich.console import Console
+
+    rng = np.random.default_rng(0)
+    base = _sample_rows(rng)
+    cand = _sample_rows(rng)
+    cand[0].update(status="oom", time=None,
+                   reason="RuntimeError: [enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator [/x]")
+    a, b = _write(tmp_path / "a", base), _write(tmp_path / "b", cand)
+    c = cmp.compare_runs(a, b)
+    console = Console(record=True, width=300)
+    out.render_table(c, console)
+    text = console.export_text()
+    assert "[enforce fail at alloc_cpu.cpp:127]" in text and "[/x]" in text
+    assert "[enforce fail at alloc_cpu.cpp:127]" in out.to_markdown(c)
+    r = _cli("compare", a, b)
+    assert r.exit_code == 1 and "[/x]" in r.output  # a real regression, printed, not a crash
+
+    def broken(*a, **k):
+        raise RuntimeError("bug inside the gate")
+
+    monkeypatch.setattr(cmp, "compare_runs", broken)
+    r = _cli("compare", a, b)
+    assert r.exit_code == 2 and "internal error" in r.output and "bug inside the gate" in r.output
+
+
+def test_all_nan_candidate_samples_are_a_regression_never_unchanged(tmp_path):
+    rng = np.random.default_rng(0)
+    base, cand = _sample_rows(rng), _sample_rows(rng)
+    cand[1]["time"] = {"samples_ms": [float("nan")] * 30, "median_ms": float("nan")}
+    f = next(f for f in cmp.compare_rows(base, cand) if f.key == cand[1]["key"] and f.metric == "time")
+    assert f.verdict == "regression" and "NaN" in f.detail and f.change is None
+    # on disk rows are strict JSON: a broken timer's samples arrive as nulls
+    cand[1]["time"] = {"samples_ms": [None] * 30, "median_ms": None}
+    c = cmp.compare_runs(_write(tmp_path / "a", base), _write(tmp_path / "b", cand))
+    assert [f.verdict for f in c.findings if f.key == cand[1]["key"] and f.metric == "time"] == ["regression"]
+    json.loads(out.to_json(c))  # strict JSON: no NaN/Infinity left in the evidence
+
+
+def test_cpu_memory_is_shown_not_gated_by_default_gpu_memory_stays_exact():
+    rng = np.random.default_rng(0)
+    base, cand = _sample_rows(rng), _sample_rows(rng, memory=int(1.43 * (1 << 20)))
+    for rows in (base, cand):
+        rows[0]["memory"]["method"] = "cpu_peak_rss_delta"
+    mem = {f.key: f for f in cmp.compare_rows(base, cand) if f.metric == "memory"}
+    assert mem[base[0]["key"]].verdict == "unchanged" and mem[base[0]["key"]].evidence["not_gated"]
+    assert mem[base[1]["key"]].verdict == "regression"  # cuda_allocator: gated at 1 %
+    gated = {f.key: f for f in cmp.compare_rows(base, cand, cmp.Thresholds(cpu_memory=True)) if f.metric == "memory"}
+    assert gated[base[0]["key"]].verdict == "regression"
+
+
+def test_detectable_change_and_low_power_pass(tmp_path):
+    """Tight samples can see a 10 % change: PASS. Samples spread ±40 % cannot: PASS (low power), warned."""
+    rng = np.random.default_rng(0)
+    tight = cmp.compare_runs(_write(tmp_path / "a", _sample_rows(rng, sigma=0.01)),
+                             _write(tmp_path / "b", _sample_rows(rng, sigma=0.01)))
+    assert tight.exit_code == 0 and not tight.low_power and out.verdict_word(tight) == "PASS"
+    assert all(0.05 <= f.evidence["detectable"] < 0.10 for f in tight.findings if f.metric == "time")
+    wide = cmp.compare_runs(_write(tmp_path / "c", _sample_rows(rng, sigma=0.4)),
+                            _write(tmp_path / "d", _sample_rows(rng, sigma=0.4)))
+    assert wide.exit_code == 0 and len(wide.low_power) == 3
+    assert out.verdict_word(wide) == "PASS (low power)" and out._headline(wide).startswith("PASS (low power)")
+    assert any("without the power to see a 10% change" in w for w in wide.warnings)
+    assert all("detectable >= +" in f.detail for f in wide.low_power)
+
+
+def test_points_under_load_and_runs_under_different_load_are_flagged(tmp_path):
+    rng = np.random.default_rng(0)
+    base, cand = _sample_rows(rng), _sample_rows(rng)
+    for r in base:
+        r["load"] = {"cores": 2, "loadavg_before": [0.3, 0.3, 0.3], "loadavg_after": [0.3, 0.3, 0.3]}
+    for r in cand:
+        r["load"] = {"cores": 2, "loadavg_before": [5.0, 3, 2], "loadavg_after": [5.0, 3, 2],
+                     "gpu_before": {"sm_clock_mhz": 1200, "throttle_reasons": ["hw_slowdown"]}}
+    c = cmp.compare_runs(_write(tmp_path / "a", base), _write(tmp_path / "b", cand))
+    t = next(f for f in c.findings if f.metric == "time")
+    assert "load average 5.00 > 2 cores" in t.evidence["load"]["candidate"][0] and "under load" in t.detail
+    assert any("measured under different conditions" in w and "under load" in w for w in c.warnings)
+    assert any("3 point(s) measured under load" in w for w in c.warnings)
