@@ -230,3 +230,63 @@ def test_gpu_ci_gates_with_noise_floor_json_never_the_provisional_one(tmp_path):
     assert doc["noise_floor"] == str(base / "noise_floor.json")
     # that floor came from 2 runs: the gate says so
     assert any("measured from 2 A/A run(s)" in w for w in doc["warnings"])
+
+
+#: for the pull-request mode: `perfsuite ab` is faked (it needs a GPU); it records its arguments and writes
+#: the ab.md / ab.json a real job writes, exiting with FAKE_AB_EXIT
+FAKE_AB_PY = """#!/usr/bin/env bash
+if [[ "$1" == "-" ]]; then cat > /dev/null; echo fake-gpu; exit 0; fi
+if [[ "$1 $2 $3" == "-m perfsuite ab" ]]; then
+  echo "$@" > "$FAKE_ARGS"
+  prev=""; for a in "$@"; do [[ $prev == --out ]] && out=$a; prev=$a; done
+  mkdir -p "$out" && echo "## perfsuite ab (interleaved A/B)" > "$out/ab.md" && echo '{{"exit_code": 1}}' > "$out/ab.json"
+  exit "$FAKE_AB_EXIT"
+fi
+if [[ "$1 $2 $3" == "-m perfsuite run" ]]; then echo "stored-baseline mode" >&2; exit 7; fi
+exec {python} "$@"
+"""
+
+
+def _gpu_ci_pr(tmp_path, base_sha: str, head_sha: str) -> subprocess.CompletedProcess:
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_AB_PY.format(python=sys.executable))
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "BASELINES": str(tmp_path / "baselines"), "BASE_SHA": base_sha,
+           "HEAD_SHA": head_sha, "ROUNDS": "12", "FAKE_ARGS": str(tmp_path / "args"), "FAKE_AB_EXIT": "1",
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    return subprocess.run(["bash", str(CI_SCRIPT), str(tmp_path / "ci")], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _git_out(*args) -> str | None:
+    p = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def test_gpu_ci_pull_request_runs_ab_between_base_and_head(tmp_path):
+    """With BASE_SHA/HEAD_SHA and a base that has perfsuite/ab_server.py, gpu_ci.sh runs `perfsuite ab` with
+    both commits and ROUNDS, passes its exit code on and publishes ab.md as gate.md."""
+    head = _git_out("rev-parse", "HEAD")
+    if head is None or _git_out("cat-file", "-e", f"{head}:perfsuite/ab_server.py") is None:
+        pytest.skip("needs a git checkout whose HEAD commit has perfsuite/ab_server.py")
+    p = _gpu_ci_pr(tmp_path, head, head)
+    assert p.returncode == 1, p.stdout + p.stderr
+    args = (tmp_path / "args").read_text().split()
+    assert args[:4] == ["-m", "perfsuite", "ab", "scenarios/ci_gpu.yaml"]
+    assert args[args.index("--baseline") + 1] == head and args[args.index("--candidate") + 1] == head
+    assert args[args.index("--rounds") + 1] == "12"
+    assert (tmp_path / "ci" / "gate.md").read_text().startswith("## perfsuite ab")
+    assert json.loads((tmp_path / "ci" / "gate.json").read_text()) == {"exit_code": 1}
+    assert "perfsuite ab" in (tmp_path / "summary.md").read_text()
+
+
+def test_gpu_ci_pull_request_with_a_base_older_than_ab_falls_back_to_the_stored_baseline(tmp_path):
+    roots = _git_out("rev-list", "--max-parents=0", "HEAD")
+    if not roots:
+        pytest.skip("needs a git checkout with history")
+    root = roots.split()[0]
+    assert _git_out("cat-file", "-e", f"{root}:perfsuite/ab_server.py") is None
+    p = _gpu_ci_pr(tmp_path, root, "HEAD")
+    assert "predates perfsuite ab" in p.stderr
+    assert not (tmp_path / "args").exists()  # ab was not run
+    assert p.returncode == 2 and "no baseline for GPU 'fake-gpu'" in p.stderr  # the compare mode's own check

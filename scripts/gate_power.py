@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""How often does `perfsuite ab` cry wolf, and how often does it catch a real slowdown? (#11, benchmark)
+
+On the CPU, under a background load this script makes itself, it runs three interleaved A/B jobs over the
+same points:
+
+* **A/A**: two identical copies of this tree: every regression is a false alarm;
+* **+10 %** and **+30 %**: the candidate is a patched copy in which eager LIF and sliding PSN repeat part of
+  their work (LIF runs its time loop again over the first 10 % / 30 % of the steps; sliding PSN computes
+  its potential again over the first 10 % / 30 % of the steps) before doing the real work. The patch
+  exists only in the temporary copy: the shipped code path has no switch and costs nothing.
+
+Load: two busy processes (pure Python spin loops) are started and paused/resumed every ``--load-period``
+seconds, so about half of the rounds run with them. On a shared machine other jobs add their own load on
+top, which is the realistic case; the script prints the load average it saw.
+
+Per job it prints the verdict per point, then a table: per condition, the points flagged as regressions
+(rate), the median measured paired ratio (how large the injected slowdown really was) and the goal
+(A/A <= 1 % false alarms, +30 % >= 95 % detected, +10 % >= 80 % detected). Run it once; it takes about
+``3 x (2 x server start + points x rounds x 2 x round)`` seconds (about 10 minutes with the defaults on
+2 cores). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
+
+    python3 scripts/gate_power.py [--rounds 10] [--out reports/gate_power-<time>]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCENARIO = """\
+name: gate_power
+description: eager LIF and sliding PSN forward at small sizes, for the A/B gate's power benchmark
+device: cpu
+seed: 0
+neurons:
+  - lif
+  - {{name: sliding_psn, params: {{k: 4}}}}
+backends: [eager]
+seq_lens: {seq_lens}
+batch: [2]
+features: {features}
+precisions: [fp32]
+modes: [forward]
+workload: {{type: layer, target_rate: 0.1}}
+metrics: [time]
+timing: {{warmup_ms: 2, rep_ms: 15, min_reps: 5, max_reps: 200, cold_start: false}}
+limits: {{timeout_s: 120}}
+"""
+
+#: (file, exact text, replacement with {frac}) that make the candidate repeat part of its work
+PATCHES = [
+    ("perfsuite/neurons/lif.py",
+     "        s, _ = lif_loop(x, self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
+     "        return s.to(x_seq.dtype)\n",
+     "        _m = max(1, round({frac} * x.shape[0]))  # gate_power: repeat part of the work\n"
+     "        lif_loop(x[:_m], self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
+     "        s, _ = lif_loop(x, self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
+     "        return s.to(x_seq.dtype)\n"),
+    ("perfsuite/neurons/psn.py",
+     "    def forward_eager(self, x_seq):\n"
+     "        return self.fire(sliding_psn_potential(x_seq, self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype)))\n",
+     "    def forward_eager(self, x_seq):\n"
+     "        _m = max(1, round({frac} * x_seq.shape[0]))  # gate_power: repeat part of the work\n"
+     "        sliding_psn_potential(x_seq[:_m], self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype))\n"
+     "        return self.fire(sliding_psn_potential(x_seq, self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype)))\n"),
+]
+GOALS = {"A/A": ("false alarms", "<=", 0.01), "+10 %": ("detected", ">=", 0.80), "+30 %": ("detected", ">=", 0.95)}
+
+
+def copy_tree(dest: Path, frac: float | None) -> Path:
+    """A copy of this tree's perfsuite package (what PYTHONPATH needs), patched when ``frac`` is given."""
+    shutil.copytree(ROOT / "perfsuite", dest / "perfsuite", ignore=shutil.ignore_patterns("__pycache__"))
+    if frac is not None:
+        for rel, old, new in PATCHES:
+            path = dest / rel
+            text = path.read_text(encoding="utf-8")
+            if text.count(old) != 1:
+                raise SystemExit(f"gate_power: {rel} no longer has the code the slowdown patch expects; update PATCHES")
+            path.write_text(text.replace(old, new.format(frac=frac)), encoding="utf-8")
+    return dest
+
+
+class LoadGenerator:
+    """``n`` busy processes, running for ``period`` seconds, then paused for ``period`` seconds, and so on."""
+
+    def __init__(self, n: int, period: float) -> None:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+        self.period, self._stop = period, threading.Event()
+        self.thread = threading.Thread(target=self._toggle, daemon=True)
+        self.thread.start()
+
+    def _toggle(self) -> None:
+        running = True
+        while not self._stop.wait(self.period):
+            running = not running
+            for p in self.procs:
+                os.kill(p.pid, signal.SIGCONT if running else signal.SIGSTOP)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        for p in self.procs:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+            p.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--seq-lens", default="[16, 32, 64, 128]")
+    ap.add_argument("--features", default="[16, 64]")
+    ap.add_argument("--threshold", type=float, default=0.05)
+    ap.add_argument("--load-procs", type=int, default=2)
+    ap.add_argument("--load-period", type=float, default=5.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / f"gate_power-{time.strftime('%Y%m%d-%H%M%S')}")
+    args = ap.parse_args()
+
+    from perfsuite.ab import run_ab
+    from perfsuite.verdicts import Thresholds
+
+    # one intra-op thread per process (timing.threads' CPU default): more threads than free cores make
+    # small ops many times slower under contention
+    os.environ["OMP_NUM_THREADS"] = "1"
+    args.out.mkdir(parents=True, exist_ok=True)
+    scenario = args.out / "gate_power.yaml"
+    scenario.write_text(SCENARIO.format(seq_lens=args.seq_lens, features=args.features), encoding="utf-8")
+    tmp = Path(tempfile.mkdtemp(prefix="gate_power-"))
+    conditions = {"A/A": None, "+10 %": 0.10, "+30 %": 0.30}
+    results, t0 = {}, time.time()
+    load = LoadGenerator(args.load_procs, args.load_period)
+    try:
+        base = copy_tree(tmp / "A", None)
+        for name, frac in conditions.items():
+            cand = copy_tree(tmp / re.sub(r"\W", "", name) / "B", frac if frac is not None else None)
+            job = args.out / re.sub(r"\W+", "_", name).strip("_")
+            started = time.time()
+            res = run_ab(scenario, str(base), str(cand), job, rounds=args.rounds,
+                         thresholds=Thresholds(time=args.threshold), repo=ROOT)
+            times = [f for f in res.comparison.findings if f.metric == "time"]
+            results[name] = {
+                "points": len(times),
+                "regressions": sum(f.verdict == "regression" for f in times),
+                "untestable": sum(f.verdict == "untestable" for f in times),
+                "median_ratio": statistics.median([f.change for f in times if f.change is not None] or [float("nan")]),
+                "round_overhead_s": res.overhead_s, "wall_s": time.time() - started,
+                "rounds_under_load": sum(sum(bool(v) for v in f.evidence.get("load", {}).values()) for f in times),
+                "per_point": {f.point: {"verdict": f.verdict, "ratio": f.change, "ci": f.evidence.get("ci")}
+                              for f in times},
+            }
+            print(f"{name}: {results[name]['regressions']}/{len(times)} flagged, median paired ratio "
+                  f"{results[name]['median_ratio']:.3f}, {results[name]['wall_s']:.0f} s", flush=True)
+    finally:
+        load.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    loadavg = os.getloadavg()
+    print()
+    print(f"| condition | points | flagged | rate | median paired ratio | goal | met |")
+    print(f"|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        what, op, goal = GOALS[name]
+        rate = r["regressions"] / r["points"] if r["points"] else float("nan")
+        met = rate <= goal if op == "<=" else rate >= goal
+        print(f"| {name} | {r['points']} | {r['regressions']} | {rate:.0%} | {r['median_ratio']:.3f} | "
+              f"{what} {op} {goal:.0%} | {'yes' if met else 'no'} |")
+    print(f"\nrounds {args.rounds}, threshold {args.threshold:.0%}, {args.load_procs} busy processes toggled every "
+          f"{args.load_period:g} s, load average at the end {loadavg[0]:.1f}/{loadavg[1]:.1f}/{loadavg[2]:.1f} on "
+          f"{os.cpu_count()} cores, total {time.time() - t0:.0f} s")
+    (args.out / "gate_power.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                          "loadavg_end": loadavg, "results": results},
+                                                         indent=1, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
