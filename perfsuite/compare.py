@@ -13,7 +13,7 @@ from `VERDICTS` with the evidence behind it:
   (not only the estimate) to clear the threshold follows Criterion.rs; the fixed-percentage rules of
   TorchBench and pytest-benchmark flood on GPU noise (``shared/research/harness_anchors.md`` §2, §8, §11).
 * **memory** (deterministic with the CUDA allocator): ratio of ``memory.peak_allocated_bytes`` against a
-  tight threshold.
+  tight threshold; the CPU's peak-RSS growth is shown but not gated unless ``Thresholds.cpu_memory``.
 * **firing_rate**, **agreement** (``agreement.equal_fraction``) and, for extrapolation rows,
   **accuracy**: absolute tolerances. These flag a change of behaviour, not of speed, so a firing-rate
   move in either direction is a regression.
@@ -24,10 +24,16 @@ Points only in the baseline are ``missing``, points only in the candidate are ``
 different environments (GPU model, driver, torch, triton) are refused unless forced: a baseline from
 another machine says nothing about a change of code.
 
-Exit codes (`Comparison.exit_code`): 0 no regression, 1 at least one regression (or a missing /
-untestable finding when ``fail_on_missing`` / ``fail_on_untestable`` is set); untestable findings alone
-pass with a warning (`Comparison.warnings`). Bad input (missing files, mismatched environments, a bad
-noise-floor file) raises, and the CLI turns that into exit 2.
+Exit codes (`Comparison.exit_code`): 0 no regression, 1 at least one regression, more than
+`MISSING_LIMIT` of the baseline's points missing (unless ``allow_missing``), or a missing / untestable
+finding when ``fail_on_missing`` / ``fail_on_untestable`` is set; untestable findings alone pass with a
+warning (`Comparison.warnings`), as does a pass that could not have seen a `LOW_POWER_CHANGE`
+("PASS (low power)"). Bad input (missing files, mismatched environments, a bad noise-floor file) raises,
+and the CLI turns that into exit 2.
+
+The parts: the statistics in `perfsuite.stats`, the per-metric judgement in `perfsuite.verdicts`, the
+output in `perfsuite.compare_output`, the confirming re-run in `perfsuite.rerun` (this module never
+imports the runner). `perfsuite.ab` builds the same `Comparison` from interleaved rounds.
 """
 from __future__ import annotations
 

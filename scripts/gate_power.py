@@ -57,7 +57,7 @@ precisions: [fp32]
 modes: [forward]
 workload: {{type: layer, target_rate: 0.1}}
 metrics: [time]
-timing: {{warmup_ms: 2, rep_ms: 15, min_reps: 5, max_reps: 200, cold_start: false}}
+timing: {{warmup_ms: 2, rep_ms: 10, min_reps: 5, max_reps: 200, cold_start: false}}
 limits: {{timeout_s: 120}}
 """
 
@@ -122,8 +122,8 @@ class LoadGenerator:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--seq-lens", default="[16, 32, 64, 128]")
-    ap.add_argument("--features", default="[16, 64]")
+    ap.add_argument("--seq-lens", default="[64, 256]")
+    ap.add_argument("--features", default="[256, 1024]")
     ap.add_argument("--threshold", type=float, default=0.05)
     ap.add_argument("--load-procs", type=int, default=2)
     ap.add_argument("--load-period", type=float, default=5.0)
