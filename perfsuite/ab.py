@@ -26,11 +26,13 @@ verdicts, the refs, the rounds and the measured per-round overhead.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -164,7 +166,9 @@ class Server:
         except (OSError, subprocess.TimeoutExpired, ValueError):
             pass
         if self.proc.poll() is None:
-            self.proc.kill()
+            # the server leads its own process group: a round's child still measuring goes with it
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self._log.close()
 

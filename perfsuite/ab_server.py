@@ -86,6 +86,9 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
         out.write(json.dumps(obj, default=str) + "\n")
         out.flush()
 
+    # the server must never initialise CUDA (a forked child cannot use a CUDA its parent initialised):
+    # resolving a scenario's `device: auto` asks NVML instead of the CUDA driver
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     try:
         import torch  # noqa: F401  (imported once here so each forked round starts warm)
 
@@ -114,14 +117,14 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
         elif cmd == "round":
             point = points[req["key"]]
             run_id, ctx = req["run_id"], req.get("ctx") or {}
-            t0 = time.perf_counter()
-            plan = plan_point(point, env.get("memory_bytes"))
-            if plan.status is not None:
-                say({"row": make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
-                                     duration_s=time.perf_counter() - t0), "child_s": 0.0})
-                continue
 
             def measure() -> dict:
+                # planned in the child too: a backend check may touch the device, which the server must not
+                t0 = time.perf_counter()
+                plan = plan_point(point, env.get("memory_bytes"))
+                if plan.status is not None:
+                    return make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
+                                    duration_s=time.perf_counter() - t0)
                 res = execute_point(point, ctx)
                 return make_row(point, run_id, res["status"], res["reason"], res, plan.predicted_bytes,
                                 duration_s=res.get("worker_s"))
@@ -131,10 +134,9 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
                 row = res
             elif state == "timeout":
                 row = make_row(point, run_id, "timeout", f"exceeded limits.timeout_s = {point.limits.timeout_s:g} s; "
-                               f"the round's process was killed", predicted_bytes=plan.predicted_bytes,
-                               duration_s=seconds)
+                               f"the round's process was killed", duration_s=seconds)
             else:
-                row = make_row(point, run_id, "error", res, predicted_bytes=plan.predicted_bytes, duration_s=seconds)
+                row = make_row(point, run_id, "error", res, duration_s=seconds)
             say({"row": row, "child_s": seconds})
         else:
             say({"error": f"unknown request {cmd!r}"})

@@ -49,24 +49,16 @@ import numpy as np
 from .environment import env_differences, env_fields
 from .measure.load import run_differences, run_summary
 from .results import load_run
-from .stats import (  # noqa: F401  (re-exported: the gate's statistics, formerly defined here)
-    median_ratio_interval,
-    min_testable_samples,
-    time_verdict,
-    untestable_reason,
-)
-from .verdicts import (  # noqa: F401  (re-exported: the per-metric judgement, formerly defined here)
-    FAILED,
-    METRICS,
-    VERDICTS,
-    Finding,
-    Thresholds,
-    _get,
-    _number,
-    _time_finding,
-    compare_point,
-    compare_rows,
-)
+from .stats import median_ratio_interval, min_testable_samples, time_verdict, untestable_reason
+from .verdicts import FAILED, METRICS, VERDICTS, Finding, Thresholds, _get, _number, compare_point, compare_rows
+
+#: the gate's API; the statistics and the per-metric judgement are re-exported from `perfsuite.stats` and
+#: `perfsuite.verdicts`, where they moved from here
+__all__ = ["FAILED", "LOW_POWER_CHANGE", "METRICS", "MISSING_LIMIT", "MIN_NOISE_FLOOR_RUNS", "NOISE_FLOOR_KIND",
+           "VERDICTS", "Comparison", "EnvironmentMismatch", "Finding", "NoiseFloor", "Thresholds", "compare_point",
+           "compare_rows", "compare_runs", "confirm", "json_safe", "load_noise_floor", "measure_noise_floor",
+           "median_ratio_interval", "min_testable_samples", "time_verdict", "untestable_reason",
+           "write_noise_floor"]
 
 NOISE_FLOOR_KIND = "perfsuite-noise-floor"
 #: a gated time finding that could not have seen a change this large labels a PASS "PASS (low power)"

@@ -13,7 +13,7 @@ from typing import Any
 from .compare import LOW_POWER_CHANGE, VERDICTS, Comparison, Finding
 from .text import md_cell, md_code, md_text
 
-_COLUMNS = ("point", "metric", "verdict", "baseline", "candidate", "evidence")
+_COLUMNS = ("point", "metric", "verdict", "baseline", "candidate", "detectable", "evidence")
 STYLE = {"regression": "bold red", "untestable": "bold yellow", "improvement": "green", "missing": "yellow",
          "new": "cyan", "unchanged": "dim"}
 
@@ -50,7 +50,20 @@ def _headline(c: Comparison) -> str:
 
 
 def _shown(c: Comparison, show_all: bool) -> list[Finding]:
-    return c.findings if show_all else [f for f in c.findings if f.verdict != "unchanged"]
+    """Every finding with ``show_all``; else those that changed, and the unchanged time findings that could
+    not have seen a `LOW_POWER_CHANGE` (a pass that proves little is listed, not hidden)."""
+    if show_all:
+        return c.findings
+    low = {id(f) for f in c.low_power}
+    return [f for f in c.findings if f.verdict != "unchanged" or id(f) in low]
+
+
+def _detectable(f: Finding) -> str:
+    """The smallest slowdown the time finding could have flagged ("-" for other metrics)."""
+    if f.metric != "time" or "detectable" not in f.evidence:
+        return "-"
+    d = f.evidence["detectable"]
+    return "none (untestable)" if d is None or d == float("inf") else f"{d:+.0%}"
 
 
 def render_table(c: Comparison, console=None, *, show_all: bool = False, title: str = "perfsuite compare") -> None:
@@ -66,7 +79,8 @@ def render_table(c: Comparison, console=None, *, show_all: bool = False, title: 
         table.add_column(col, overflow="fold")
     for f in _shown(c, show_all):
         table.add_row(Text(f.point), Text(f.metric), Text(f.verdict, style=STYLE[f.verdict]),
-                      Text(_fmt(f.baseline, f.unit)), Text(_fmt(f.candidate, f.unit)), Text(f.detail))
+                      Text(_fmt(f.baseline, f.unit)), Text(_fmt(f.candidate, f.unit)), Text(_detectable(f)),
+                      Text(f.detail))
     if table.row_count:
         console.print(table)
     console.print(Text(_headline(c), style="bold red" if c.exit_code else "bold green"))
@@ -83,7 +97,8 @@ def to_markdown(c: Comparison, *, title: str = "perfsuite regression gate") -> s
             verdict = f"**{f.verdict}**" if f.verdict == "regression" else f.verdict
             # a | inside a code span still ends a table cell unless escaped (GitHub's table rule)
             cells = [md_code(f.point).replace("|", "\\|"), md_cell(f.metric), verdict,
-                     md_cell(_fmt(f.baseline, f.unit)), md_cell(_fmt(f.candidate, f.unit)), md_cell(f.detail)]
+                     md_cell(_fmt(f.baseline, f.unit)), md_cell(_fmt(f.candidate, f.unit)), _detectable(f),
+                     md_cell(f.detail)]
             lines.append("| " + " | ".join(cells) + " |")
         return lines
 

@@ -22,6 +22,7 @@ METRICS = ("status", "time", "memory", "firing_rate", "agreement", "accuracy")
 #: statuses after which a point's metrics mean nothing; ok -> one of these is a regression
 FAILED = ("error", "oom", "timeout")
 
+
 @dataclass(frozen=True)
 class Thresholds:
     """What counts as a change. Ratios are fractions (0.05 = 5 %), tolerances absolute."""

@@ -12,7 +12,7 @@ from synthetic_runs import default_env, make_run
 
 from perfsuite import compare as cmp
 from perfsuite import compare_output as out
-from perfsuite import rerun
+from perfsuite import rerun, verdicts
 from perfsuite.results import ENV_FILE, RESULTS_FILE, append_row, point_key
 
 POINTS = [dict(kind="bench", neuron=n, neuron_params={}, backend="eager", seq_len=T, batch=4, features=8,
@@ -121,7 +121,7 @@ def test_too_few_samples_are_untestable_not_unchanged():
     verdict, ratio, ev = cmp.time_verdict([1.0, 1.1, 0.9], [1.5, 1.6, 1.4], threshold=0.05)
     assert verdict == "untestable" and ratio > 1.3 and ev["p_value"] >= 0.05 and ev["ci"] is None
     assert "3 baseline, 3 candidate" in ev["untestable"] and "0.05" in ev["untestable"]
-    f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9]}},
+    f = verdicts._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9]}},
                           {"time": {"samples_ms": [1.5, 1.6, 1.4]}}, cmp.Thresholds(), None)
     assert f.verdict == "untestable" and "too few samples" in f.detail
     # an A/A pair of 4 a side is untestable too (1/70 >= 0.01): the count, not the data, decides
@@ -155,7 +155,7 @@ def test_min_testable_samples():
 
 
 def test_estimate_beyond_threshold_without_evidence_says_so():
-    f = cmp._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9, 1.0, 1.05]}},
+    f = verdicts._time_finding("k", {"time": {"samples_ms": [1.0, 1.1, 0.9, 1.0, 1.05]}},
                           {"time": {"samples_ms": [1.5, 0.95, 1.4, 1.3, 1.35]}}, cmp.Thresholds(), None)
     assert f.verdict == "unchanged" and "evidence not sufficient" in f.detail
 
