@@ -16,7 +16,7 @@ import yaml
 
 from perfsuite.results import STATUSES, read_rows
 from perfsuite.merge import merge_runs
-from perfsuite.runner import parse_shard, repair_torn_tail, run_points, select_shard
+from perfsuite.runner import parse_shard, run_points, select_shard
 from perfsuite.summary import summary_markdown
 from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
 
@@ -134,14 +134,6 @@ def test_resume_after_killing_the_run_loses_and_duplicates_nothing(tmp_path):
     assert sorted(keys) == sorted(p.key for p in points) and len(keys) == len(set(keys))
     assert result.resumed == len(before) and result.new_rows == 6 - len(before)
     assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
-
-
-def test_repair_torn_tail(tmp_path):
-    f = tmp_path / "results.jsonl"
-    f.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "sta')
-    assert repair_torn_tail(f)
-    assert f.read_text() == '{"key": "a"}\n{"key": "b"}\n'
-    assert not repair_torn_tail(f)
 
 
 def test_shards_partition_the_sweep_and_merge_joins_them(tmp_path):
