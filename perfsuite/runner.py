@@ -220,7 +220,7 @@ class Runner:
             append_row(results, row)
             result.new_rows += 1
             if self.console is not None and self.progress:
-                self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}")
+                self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}", markup=False)
 
         run_extrapolation(ExtrapolationConfig.from_block(block), self.out_dir, device=device,
                           run_id=env["run_id"], scenario=scenario, write_row=write, done_keys=done)
@@ -293,6 +293,7 @@ def _progress(enabled: bool, console, total: int):
     if not enabled:
         yield lambda text: None
         return
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -307,6 +308,6 @@ def _progress(enabled: bool, console, total: int):
         task = prog.add_task("points", total=total)
 
         def advance(text: str) -> None:
-            prog.update(task, advance=1, description=text[:60])
+            prog.update(task, advance=1, description=escape(text[:60]))  # names from data: no rich markup
 
         yield advance
