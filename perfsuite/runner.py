@@ -28,8 +28,8 @@ from typing import Iterable, Iterator, Sequence
 
 from .errors import exc_reason
 from .executors import Executor, LocalExecutor, Planned, RunContext
-from .results import (ENV_FILE, RESULTS_FILE, RunResult, append_row, load_env, lock_run_dir, read_rows, salvage_rows,
-                      scan_rows)
+from .results import (ENV_FILE, RESULTS_FILE, RunResult, append_row, finite_row, load_env, lock_run_dir, read_rows,
+                      salvage_rows, scan_rows)
 from .summary import write_summary
 from .worker import now
 
@@ -197,7 +197,10 @@ class Runner:
             env["command"] = self.command
         if self.reproduce:
             env["reproduce"] = reproduce_entry(self.reproduce, env.get("commit"))
-        path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+        nonfinite = finite_row(env)  # e.g. a NaN roofline figure: null, named, and strict JSON
+        if nonfinite:
+            env["nonfinite"] = nonfinite
+        path.write_text(json.dumps(env, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
         return env
 
     def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:

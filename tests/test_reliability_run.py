@@ -87,6 +87,17 @@ def test_append_row_stores_non_finite_numbers_as_null_and_names_them(tmp_path):
     assert back["nonfinite"] == ["activity.firing_rate", "time.median_ms", "time.samples_ms.1"]
 
 
+def test_a_non_finite_environment_figure_is_null_and_named(tmp_path):
+    class NaNRoofline(FakeExecutor):
+        def environment(self, device, roofline):
+            return {**super().environment(device, roofline), "roofline": {"copy_gbps": float("nan")}}
+
+    Runner(tmp_path, progress=False, executor=NaNRoofline()).run(points()[:1])
+    env = R.load_env(tmp_path / "env.json")  # strict JSON: no NaN literal
+    assert env["roofline"] == {"copy_gbps": None} and env["nonfinite"] == ["roofline.copy_gbps"]
+    assert "NaN" not in (tmp_path / "env.json").read_text()
+
+
 def test_make_row_turns_a_non_finite_measurement_into_an_error():
     p = points()[0]
     row = make_row(p, "r", "ok", None, {"time": {"median_ms": float("nan"), "n": 3}})
@@ -158,6 +169,15 @@ def test_resume_moves_unreadable_lines_aside_and_writes_a_clean_file(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     # every reader agrees with the repaired file
     assert len(R.load_run(tmp_path)[1]) == 4
+
+
+def test_salvage_completes_a_last_row_that_lost_only_its_newline(tmp_path):
+    f = tmp_path / "results.jsonl"
+    f.write_text('{"key": "a", "status": "ok"}\n{"key": "b", "status": "ok"}')
+    rows, warnings = R.salvage_rows(f)
+    assert [r["key"] for r in rows] == ["a", "b"] and warnings == []
+    assert f.read_text() == '{"key": "a", "status": "ok"}\n{"key": "b", "status": "ok"}\n'
+    assert R.salvage_rows(f) == (rows, []) and not (tmp_path / "results.rejected.jsonl").exists()
 
 
 def test_resume_of_a_folder_without_a_run_is_refused(tmp_path):
