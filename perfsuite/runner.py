@@ -253,14 +253,15 @@ def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = F
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
                roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
                device: str | None = None, command: str | None = None, reproduce: str | None = None,
-               profile: bool = False) -> RunResult:
+               profile: bool = False, executor: Executor | None = None) -> RunResult:
     """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
     `Runner`. The extrapolation block runs in shard 1 only (it is not split). ``profile``: trace each
-    ok point after timing it (`Runner._profile`). ``command``: what was run (env.json ``command``);
-    ``reproduce``: the command that measures the run again, without ``--out`` (`reproduce_entry`)."""
+    ok point after timing it (`perfsuite.executors.local.LocalExecutor._profile`). ``command``: what
+    was run (env.json ``command``); ``reproduce``: the command that measures the run again, without
+    ``--out`` (`reproduce_entry`). ``executor``: where points run (default: a `LocalExecutor`)."""
     extrapolation = shard_extrapolation(extrapolation, shard)
     runner = Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
-                    command=command, reproduce=reproduce, profile=profile)
+                    command=command, reproduce=reproduce, profile=profile, executor=executor)
     return runner.run(select_shard(points, shard), extrapolation=extrapolation, scenario=scenario, device=device)
 
 
