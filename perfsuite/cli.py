@@ -320,8 +320,8 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
                                      "or holding different rows for one key (an ok row wins, else the last part's)")) -> None:
     """Join shard run folders of one run into one (rows deduplicated by key); parts from different
     environments, or with different rows for one key, are refused unless --force."""
-    from .results import ENV_FILE
     from .merge import merge_runs
+    from .results import ENV_FILE
 
     try:
         result = merge_runs(out_dir, parts, force=force)

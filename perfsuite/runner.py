@@ -28,8 +28,18 @@ from typing import Iterable, Iterator, Sequence
 
 from .errors import exc_reason
 from .executors import Executor, LocalExecutor, Planned, RunContext
-from .results import (ENV_FILE, RESULTS_FILE, RunResult, append_row, finite_row, load_env, lock_run_dir, read_rows,
-                      salvage_rows, scan_rows)
+from .results import (
+    ENV_FILE,
+    RESULTS_FILE,
+    RunResult,
+    append_row,
+    finite_row,
+    load_env,
+    lock_run_dir,
+    read_rows,
+    salvage_rows,
+    scan_rows,
+)
 from .summary import write_summary
 from .worker import now
 

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from perfsuite.results import STATUSES, read_rows
 from perfsuite.merge import merge_runs
+from perfsuite.results import STATUSES, read_rows
 from perfsuite.runner import parse_shard, run_points, select_shard
-from perfsuite.summary import summary_markdown
 from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
+from perfsuite.summary import summary_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TIMING = {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 10}
