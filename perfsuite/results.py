@@ -3,6 +3,12 @@
 A run folder holds ``env.json`` (the environment, once) and ``results.jsonl`` (one JSON object per
 measured point, appended and flushed one by one, so a crash loses at most the point in flight).
 
+This module owns the row schema and the files of a run folder: writing rows (`append_row`, non-finite
+numbers stored as null), reading them with the checks every reader shares (`read_rows`, `load_run`,
+`load_env` raise `BadRunFile` naming the file and line), repairing a folder for ``--resume``
+(`salvage_rows`) and the folder's writer lock (`lock_run_dir`). It imports nothing from perfsuite
+(pandas lazily, in `to_frame`): every layer may use it.
+
 Row schema (``SCHEMA_VERSION`` = 1). Keys marked * are always present; the metric blocks are ``null``
 when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why.
 
