@@ -78,4 +78,5 @@ class Executor(abc.ABC):
         """Yield ``(point, row)`` for each planned point as it finishes."""
 
     def close(self, kill: bool = False) -> None:
-        """Release the executor's workers (killed when ``kill``)."""
+        """Release the executor's workers (killed when ``kill``); an executor without any keeps this."""
+        return None
