@@ -23,6 +23,7 @@ with a clear message. It imports the runner (planning) and the worker, and nothi
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -80,6 +81,22 @@ def _in_child(fn: Callable[[], Any], timeout_s: float) -> tuple[str, Any, float]
     return "ok", doc["result"], seconds
 
 
+def _round_row(point, run_id: str, ctx: dict, memory_bytes: int | None) -> dict:
+    """In the round's child: plan the point (a backend check may touch the device, which the server itself
+    must not), measure it and build its row with this version's code."""
+    from .runner import plan_point
+    from .worker import execute_point, make_row
+
+    t0 = time.perf_counter()
+    plan = plan_point(point, memory_bytes)
+    if plan.status is not None:
+        return make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
+                        duration_s=time.perf_counter() - t0)
+    res = execute_point(point, ctx)
+    return make_row(point, run_id, res["status"], res["reason"], res, plan.predicted_bytes,
+                    duration_s=res.get("worker_s"))
+
+
 def serve(scenario: str, device: str | None, inp, out) -> int:
     """Answer requests from ``inp`` on ``out`` until stop or end of input. Returns the exit code."""
     def say(obj: dict) -> None:
@@ -93,10 +110,10 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
         import torch  # noqa: F401  (imported once here so each forked round starts warm)
 
         from . import workloads  # noqa: F401
+        from . import runner, worker  # noqa: F401  (imported before forking: each round starts warm)
         from .environment import collect_env
-        from .runner import plan_point
         from .scenario import load_scenario
-        from .worker import execute_point, make_row
+        from .worker import make_row
 
         points = {p.key: p for p in load_scenario(scenario).points(device)}
     except Exception as exc:  # this version cannot load the scenario: say so, the driver stops
@@ -111,24 +128,13 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
         if cmd == "stop":
             return 0
         if cmd == "env":
-            state, res, _ = _in_child(lambda: collect_env(req["device"], req.get("roofline", True)), 600.0)
+            state, res, _ = _in_child(functools.partial(collect_env, req["device"], req.get("roofline", True)), 600.0)
             env = res if state == "ok" else {}
             say({"env": res} if state == "ok" else {"error": f"recording the environment failed: {res or state}"})
         elif cmd == "round":
             point = points[req["key"]]
             run_id, ctx = req["run_id"], req.get("ctx") or {}
-
-            def measure() -> dict:
-                # planned in the child too: a backend check may touch the device, which the server must not
-                t0 = time.perf_counter()
-                plan = plan_point(point, env.get("memory_bytes"))
-                if plan.status is not None:
-                    return make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
-                                    duration_s=time.perf_counter() - t0)
-                res = execute_point(point, ctx)
-                return make_row(point, run_id, res["status"], res["reason"], res, plan.predicted_bytes,
-                                duration_s=res.get("worker_s"))
-
+            measure = functools.partial(_round_row, point, run_id, ctx, env.get("memory_bytes"))
             state, res, seconds = _in_child(measure, point.limits.timeout_s)
             if state == "ok":
                 row = res

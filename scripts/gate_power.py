@@ -17,8 +17,8 @@ top, which is the realistic case; the script prints the load average it saw.
 Per job it prints the verdict per point, then a table: per condition, the points flagged as regressions
 (rate), the median measured paired ratio (how large the injected slowdown really was) and the goal
 (A/A <= 1 % false alarms, +30 % >= 95 % detected, +10 % >= 80 % detected). Run it once; it takes about
-``3 x (2 x server start + points x rounds x 2 x round)`` seconds (about 10 minutes with the defaults on
-2 cores). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
+``3 x (2 x server start + points x rounds x 2 x round)`` seconds (about 8-10 minutes with the defaults on
+2 cores; 508 s when measured). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
 
     python3 scripts/gate_power.py [--rounds 10] [--out reports/gate_power-<time>]
 """
@@ -169,8 +169,8 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     loadavg = os.getloadavg()
     print()
-    print(f"| condition | points | flagged | rate | median paired ratio | goal | met |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| condition | points | flagged | rate | median paired ratio | goal | met |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         what, op, goal = GOALS[name]
         rate = r["regressions"] / r["points"] if r["points"] else float("nan")
