@@ -46,8 +46,8 @@ from typing import Any, Callable
 
 from .compare import Comparison
 from .environment import env_differences
-from .results import ENV_FILE, RESULTS_FILE, append_row
 from .measure.load import load_flags, run_differences, run_summary
+from .results import ENV_FILE, RESULTS_FILE, append_row
 from .stats import paired_verdict
 from .verdicts import VERDICTS, Finding, Thresholds, compare_point
 

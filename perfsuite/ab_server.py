@@ -107,10 +107,10 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
     # resolving a scenario's `device: auto` asks NVML instead of the CUDA driver
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     try:
-        import torch  # noqa: F401  (imported once here so each forked round starts warm)
+        # imported once here, before forking, so that each round's process starts warm
+        import torch  # noqa: F401
 
-        from . import workloads  # noqa: F401
-        from . import runner, worker  # noqa: F401  (imported before forking: each round starts warm)
+        from . import runner, worker, workloads  # noqa: F401
         from .environment import collect_env
         from .scenario import load_scenario
         from .worker import make_row
