@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .compare import Comparison
+from .compare import Comparison, json_safe
 from .environment import env_differences
 from .measure.load import load_flags, run_differences, run_summary
 from .results import ENV_FILE, RESULTS_FILE, append_row
@@ -206,9 +206,11 @@ def interleave(keys: list[str], rounds: int, rng: random.Random) -> list[tuple[s
 
 def measure_rounds(servers: dict[str, Any], keys: list[str], rounds: int, run_ids: dict[str, str],
                    ctx: dict[str, dict], timeouts: dict[str, float], *, seed: int = 0,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Rounds]:
-    """Run the schedule on the servers (anything with ``ask(request, timeout, what) -> {"row", "child_s"}``)."""
-    out = {s: Rounds() for s in SIDES}
+                   progress: Callable[[str], None] | None = None,
+                   out: dict[str, Rounds] | None = None) -> dict[str, Rounds]:
+    """Run the schedule on the servers (anything with ``ask(request, timeout, what) -> {"row", "child_s"}``).
+    Rows are added to ``out`` as they come (pass it to keep them when the schedule is interrupted)."""
+    out = out if out is not None else {s: Rounds() for s in SIDES}
     for i, (key, r, order) in enumerate(interleave(keys, rounds, random.Random(seed))):
         for side in order:
             t0 = time.perf_counter()
@@ -316,7 +318,8 @@ def _write_side(out: Path, env: dict, rows: list[dict]) -> None:
     from .summary import write_summary
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / ENV_FILE).write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / ENV_FILE).write_text(json.dumps(json_safe(env), indent=2, default=str, allow_nan=False) + "\n",
+                                encoding="utf-8")
     results = out / RESULTS_FILE
     if results.exists():
         results.unlink()
@@ -367,7 +370,15 @@ def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: 
         keys_a, keys_b = servers["baseline"].keys, servers["candidate"].keys
         common = [k for k in keys_a if k in set(keys_b)]
         timeouts = _timeouts(scenario, dev, common)
-        measured = measure_rounds(servers, common, rounds, run_ids, ctx, timeouts, seed=seed, progress=progress)
+        measured: dict[str, Rounds] = {s: Rounds() for s in SIDES}
+        try:
+            measure_rounds(servers, common, rounds, run_ids, ctx, timeouts, seed=seed, progress=progress, out=measured)
+        except BaseException:  # Ctrl-C or a server that died: keep every round already measured, then stop
+            for side in SIDES:
+                done = [k for k in common if measured[side].rows.get(k)]
+                _write_side(out / side, envs[side], [side_row(measured[side].rows[k], side, checkouts[side].ref)
+                                                     for k in done])
+            raise
     finally:
         for s in servers.values():
             s.close()

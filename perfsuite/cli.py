@@ -439,7 +439,8 @@ def ab(scenario: Path = typer.Argument(..., help="scenario YAML file (both sides
     except (ValueError, FileNotFoundError, OSError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        typer.echo("interrupted: the servers were stopped and the worktrees removed", err=True)
+        typer.echo(f"interrupted: the servers were stopped and the worktrees removed; the rounds measured so far "
+                   f"are in {out_dir / 'baseline'} and {out_dir / 'candidate'}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         internal_error("ab", exc)

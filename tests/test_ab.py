@@ -119,6 +119,21 @@ def test_candidate_that_fails_is_a_status_regression_and_missing_keys_count():
     assert by[("gone#2", "point")].verdict == "missing"
 
 
+def test_an_interrupted_schedule_keeps_the_rounds_already_measured():
+    class Interrupting(FakeServer):
+        def ask(self, request, timeout, what):
+            if len(self.calls) == 5:
+                raise KeyboardInterrupt
+            return super().ask(request, timeout, what)
+
+    kept = {s: ab.Rounds() for s in ab.SIDES}
+    with pytest.raises(KeyboardInterrupt):
+        ab.measure_rounds({"baseline": FakeServer({"k#1": 1.0}), "candidate": Interrupting({"k#1": 1.0})}, ["k#1"], 10,
+                          {"baseline": "ra", "candidate": "rb"}, {"baseline": {}, "candidate": {}}, {"k#1": 10.0},
+                          out=kept)
+    assert len(kept["candidate"].rows["k#1"]) == 5 and len(kept["baseline"].rows["k#1"]) in (5, 6)
+
+
 # ------------------------------------------------------------------------------------ bad refs
 def _git(*args, cwd):
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
