@@ -740,3 +740,21 @@ def test_gate_modules_are_layered_and_small():
     for name in ("compare.py", "compare_output.py", "verdicts.py", "stats.py", "rerun.py", "ab.py", "ab_server.py",
                  "measure/load.py"):
         assert len((root / name).read_text().splitlines()) <= 500, name
+
+
+def test_cli_allow_missing_and_gate_cpu_memory_flags(tmp_path):
+    rng = np.random.default_rng(0)
+    base, cand = _sample_rows(rng, sigma=0.01), _sample_rows(rng, sigma=0.01, memory=2 << 20)
+    for rows in (base, cand):
+        for r in rows:
+            r["memory"]["method"] = "cpu_peak_rss_delta"
+    a = _write(tmp_path / "a", base)
+    b = _write(tmp_path / "b", cand[1:])  # 1 of 3 baseline points missing, CPU memory doubled
+    r = _cli("compare", a, b, "--json", tmp_path / "g.json")
+    assert r.exit_code == 1 and "1 of 3 baseline points are missing" in r.output, r.output
+    r = _cli("compare", a, b, "--allow-missing", "--json", tmp_path / "g.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["allow_missing"] and doc["missing_points"] == 1 and doc["baseline_points"] == 3
+    assert any("CPU memory" in w and "not gated" in w for w in doc["warnings"])
+    assert _cli("compare", a, b, "--allow-missing", "--gate-cpu-memory").exit_code == 1
