@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,triton
 # SpikingJelly (the peer backend) imports with loguru alone; its other requirements (torchvision, torchaudio,
 # tensorboard, ...) would pull a CUDA torch, so the tests install the two without dependencies.
-"${PYTHON:-python3}" -m pip install -q --no-deps spikingjelly==2.0.0 loguru==0.7.3
+if ! "${PYTHON:-python3}" -c "from importlib.metadata import version as v
+assert (v('spikingjelly'), v('loguru')) == ('2.0.0', '0.7.3')" 2>/dev/null; then
+  "${PYTHON:-python3}" -m pip install -q --no-deps spikingjelly==2.0.0 loguru==0.7.3
+fi
 exec "${PYTHON:-python3}" -m pytest "$@"
