@@ -404,24 +404,34 @@ def compare(baseline: Path = typer.Argument(..., help="baseline run folder or re
 def profile_(scenario: Path = typer.Argument(..., help="scenario YAML file"),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="folder (default reports/<scenario>-profile-<timestamp>/)"),
              device: Optional[Device] = typer.Option(None, help="auto|cpu|cuda (default: the scenario's device)"),
-             match: Optional[str] = typer.Option(None, help="profile only points whose key contains this text"),
+             match: Optional[str] = typer.Option(None, help="profile only the points whose key "
+                                                 "(neuron/backend/mode/precision/T/B/F/workload) holds these "
+                                                 "'/'-separated segments in a row, each matched whole, shell "
+                                                 "wildcards inside a segment: 'psn' (not masked_psn), "
+                                                 "'psn/*/train', 'train/bf16'"),
              steps: int = typer.Option(3, min=1, help="profiled calls per point (after one warm-up call)"),
-             top: int = typer.Option(10, min=1, help="kernels listed per point")) -> None:
+             top: int = typer.Option(10, min=1, help="kernels listed per point"),
+             progress: bool = typer.Option(True, "--progress/--no-progress",
+                                           help="draw a progress bar (only when stderr is a terminal)")) -> None:
     """Record a torch.profiler trace per point (traces/, also a TensorBoard logdir) and check that each
     backend ran what it claims; exit 1 on an identity mismatch."""
-    from .profile import PROFILES_FILE, profile_points
+    from .profile import PROFILES_FILE, point_matches, profile_points
+    from .runner import _progress
 
     sc = _load(scenario)
     try:
-        points = [p for p in sc.points(device.value if device else None) if match is None or match in p.key]
+        points = [p for p in sc.points(device.value if device else None) if match is None or point_matches(match, p.key)]
     except ValueError as exc:
         fail(str(exc))
     if not points:
-        fail(f"no point of {scenario} matches --match {match!r}")
+        fail(f"no point of {scenario} matches --match {match!r} (segments of neuron/backend/mode/precision/T/B/F/"
+             "workload, e.g. 'psn' or 'psn/*/train')")
     out_dir = out_dir or Path("reports") / f"{sc.name}-profile-{datetime.now():%Y%m%d-%H%M%S}"
     if (out_dir / PROFILES_FILE).exists():
         fail(f"{out_dir} already holds {PROFILES_FILE}; choose another --out folder")
-    rows = profile_points(points, out_dir, steps=steps, top=top)
+    with _progress(progress and err.is_terminal, err, len(points)) as advance:
+        rows = profile_points(points, out_dir, steps=steps, top=top,
+                              on_point=lambda row: advance(f"{row['key'].split('#')[0]}: {row['status']}"))
     table = Table("point", "status", "identity", "top kernel / op", "detail")
     for row in rows:
         blk = row["profile"] or {}
