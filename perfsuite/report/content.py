@@ -380,7 +380,7 @@ def backends_section(an: A.Analysis) -> Section:
 def roofline_section(an: A.Analysis) -> Section:
     sec = Section("roofline", "Roofline")
     for run in an.runs:
-        bw, _, why = A._peaks(run.env, "fp32")
+        bw, _, why = A.peaks(run.env, "fp32")
         roof = run.env.get("roofline")
         if isinstance(roof, dict):
             tf = roof.get("matmul_tflops")
