@@ -126,6 +126,24 @@ def neuron_order(names: Iterable[Any]) -> list[str]:
     return sorted(ranks, key=ranks.__getitem__)
 
 
+#: the order modes are listed in: forward, train, step, then any other alphabetically
+MODE_ORDER = {"forward": 0, "train": 1, "step": 2}
+
+
+def mode_order(values: Iterable[str]) -> list[str]:
+    """The distinct modes of ``values`` in report order (`MODE_ORDER`)."""
+    return sorted(set(values), key=lambda m: (MODE_ORDER.get(m, 9), m))
+
+
+def setting_label(row: Any) -> str:
+    """``fp32 · layer · B=8 F=128`` (the settings besides run and mode) of a row or record."""
+    parts = [str(row["precision"]), str(row["workload"])]
+    batch = pd.to_numeric(row["batch"], errors="coerce")
+    if pd.notna(batch) and batch >= 0:
+        parts.append(f"B={int(row['batch'])} F={int(row['features'])}")
+    return " · ".join(parts)
+
+
 def bench_ok(df: pd.DataFrame) -> pd.DataFrame:
     """Timed points that succeeded and have a positive median time."""
     t = pd.to_numeric(df[TIME], errors="coerce")

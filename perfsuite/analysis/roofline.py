@@ -1,5 +1,7 @@
 """Roofline: achieved bandwidth and FLOP/s of each ok timed point from its analytic cost, and the fraction
-of the run's measured roofline (env.json ``roofline``).
+of the run's measured roofline (env.json ``roofline``). A roofline marked ``"reliable": false`` (its
+repeats disagreed by more than 20 %) never makes a point memory- or compute-bound; one without the key
+(an older run) is used as before.
 
 May import: .frames.
 """
@@ -12,7 +14,16 @@ import pandas as pd
 
 from .frames import SETTING, TIME, bench_ok
 
-# ---------------------------------------------------------------------------------------------- roofline
+#: why no point is called memory- or compute-bound when the roof itself is in doubt
+UNRELIABLE = "the measured roof is unreliable (env.json roofline.reliable is false: its repeats disagreed by > 20 %)"
+
+
+def roof_reliable(env: Mapping[str, Any]) -> bool:
+    """False when env.json's roofline says its repeats disagreed (``"reliable": false``); a roofline without
+    the key (an older run) is taken as reliable, as before."""
+    roof = env.get("roofline") if isinstance(env, Mapping) else None
+    return not (isinstance(roof, Mapping) and roof.get("reliable") is False)
+
 
 def peaks(env: Mapping[str, Any], precision: str) -> tuple[float | None, float | None, str | None]:
     """(copy GB/s, matmul TFLOP/s at precision, reason when something is missing) from env.json."""
@@ -51,8 +62,11 @@ def roofline_fractions(df: pd.DataFrame, envs: Mapping[str, Mapping[str, Any]]) 
             recs.append(rec)
             continue
         rec.update(intensity=flops / nbytes, achieved_gbs=nbytes / s / 1e9, achieved_tflops=flops / s / 1e12)
-        bw, mm, why = peaks(envs.get(row["run"], {}), row["precision"])
-        if bw is not None and mm is not None:
+        env = envs.get(row["run"], {})
+        bw, mm, why = peaks(env, row["precision"])
+        if bw is not None and not roof_reliable(env):
+            rec["reason"] = UNRELIABLE
+        elif bw is not None and mm is not None:
             ridge = rec["intensity"] * bw / 1e3  # TFLOP/s the bandwidth allows at this intensity
             attainable = min(mm, ridge)
             rec["fraction"] = rec["achieved_tflops"] / attainable if flops > 0 else rec["achieved_gbs"] / bw
