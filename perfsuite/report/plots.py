@@ -33,10 +33,12 @@ def _fmt_len(v: float, _pos=None) -> str:
     return f"{v:g}"
 
 
-def _log_y(ax) -> None:
+def _log_y(ax, ys) -> None:
     ax.set_yscale("log")
-    # 1-2-5 ticks so a panel spanning less than a decade still gets labelled ticks
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=7))
+    ys = [float(y) for y in ys if y > 0]
+    wide = bool(ys) and max(ys) / min(ys) > 1e3
+    # 1-2-5 ticks so a panel spanning less than a decade still gets labelled ticks; decades on wide panels
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=7))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
 
@@ -70,11 +72,9 @@ def _draw_lines(ax, d: pd.DataFrame, style: Style, spec: FigureSpec) -> None:
         marker = "o" if spec.kind == "extrapolation" else style.markers.get(b, "o")
         line, = ax.plot(s.index, s.values, color=style.palette.get(n, "0.3"), marker=marker, ms=4, lw=1.4)
         line.set_dashes(_dash(style, b, r))
-    if spec.kind == "extrapolation":
-        _log_x_lengths(ax, d["x"])
-    else:
-        _log_x_lengths(ax, d["x"])
-        _log_y(ax)
+    _log_x_lengths(ax, d["x"])
+    if spec.kind != "extrapolation":  # losses span a narrow range: a linear axis reads better
+        _log_y(ax, d["y"])
 
 
 def _draw_dots(ax, d: pd.DataFrame, style: Style) -> None:
@@ -94,15 +94,15 @@ def _draw_dots(ax, d: pd.DataFrame, style: Style) -> None:
                     color=style.palette.get(n, "0.3"), markerfacecolor=style.palette.get(n, "0.3") if filled else "white")
     ax.set_xticks(range(len(neurons)), neurons, rotation=45, ha="right", fontsize=8)
     ax.set_xlim(-0.6, len(neurons) - 0.4)
-    _log_y(ax)
+    _log_y(ax, d["y"])
 
 
-def _draw_roofline(ax, d: pd.DataFrame, style: Style) -> None:
+def _draw_roofline(ax, d: pd.DataFrame, style: Style, roofs: list) -> None:
     for (n, b), g in d.groupby(["neuron", "backend"], observed=True):
         ax.plot(g["x"], g["y"], ls="none", marker=style.markers.get(b, "o"), ms=5, color=style.palette.get(n, "0.3"),
                 alpha=0.85)
     ax.set_xscale("log")
-    _log_y(ax)
+    _log_y(ax, list(d["y"]) + [y for g in roofs for y in g["y"]])
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
 
 
@@ -119,7 +119,7 @@ def _legend(fig: MplFigure, spec: FigureSpec, style: Style, d: pd.DataFrame) -> 
             if lines and style.line_by == "backend":
                 h.set_dashes(style.dashes[b])
             handles.append(h)
-    if style.line_by == "run" and len(style.runs) > 1:
+    if style.line_by == "run" and len(style.runs) > 1 and spec.kind != "roofline":  # roofline: a panel per run
         handles.append(Line2D([], [], color="none", label=""))
         for r in style.runs:
             h = Line2D([], [], color="0.3", lw=1.4, label=r,
@@ -137,7 +137,7 @@ def _legend(fig: MplFigure, spec: FigureSpec, style: Style, d: pd.DataFrame) -> 
             handles.append(h)
     if spec.vlines:
         handles.append(Line2D([], [], color="0.4", ls=":", label=spec.vlines[0]["label"]))
-    what = "neuron / backend" + (" / run" if style.line_by == "run" and len(style.runs) > 1 else "")
+    what = "neuron / backend" + (" / run" if style.line_by == "run" and len(style.runs) > 1 and spec.kind != "roofline" else "")
     fig.legend(handles=handles, loc="outside right center", fontsize=8, title=what, title_fontsize=8)
 
 
@@ -159,7 +159,7 @@ def draw(spec: FigureSpec, style: Style) -> MplFigure:
             elif spec.kind == "dots":
                 _draw_dots(ax, p, style)
             elif spec.kind == "roofline":
-                _draw_roofline(ax, p, style)
+                _draw_roofline(ax, p, style, [g for g in spec.guides if g["panel"] == (row, col)])
             else:
                 _draw_lines(ax, p, style, spec)
             for g in spec.guides:

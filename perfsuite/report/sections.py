@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 import numpy as np
@@ -231,15 +232,14 @@ _KERNEL_SOURCE = {"gpu_kernels": "GPU kernels", "cpu_ops": "CPU ops"}
 
 def _trace_cell(an: A.Analysis, label: Any, trace: Any, out: Path | None) -> Any:
     """The trace as a link relative to the report's folder ``out`` (the path in the row is relative to its
-    run folder); the bare path when either is unknown."""
-    if not isinstance(trace, str) or out is None:
-        return relative_link(trace)
+    run folder and must stay inside it, see `relative_link`); the bare path when it is not such a path."""
+    link = relative_link(trace)
     run = next((r for r in an.runs if r.label == str(label)), None)
-    if run is None or Path(trace).is_absolute():
-        return relative_link(trace)
+    if not isinstance(link, Link) or out is None or run is None:
+        return link
     folder = run.path if run.path.is_dir() else run.path.parent
-    link = relative_link(os.path.relpath(folder / trace, out).replace(os.sep, "/"))
-    return Link(trace, link.href) if isinstance(link, Link) else link
+    rel = os.path.relpath(Path(os.path.abspath(folder)) / link.text, os.path.abspath(out)).replace(os.sep, "/")
+    return Link(link.text, quote(rel, safe="/._-~"))
 
 
 def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
