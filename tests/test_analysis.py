@@ -417,3 +417,16 @@ def test_bad_setting_in_a_claim_is_named(tmp_path):
                  " measure: {kind: speedup, neuron: a, baseline: b, neurons: {low: 1}}}\n")
     with pytest.raises(ValueError, match=r"claims\[0\] \(z\) measure.neurons=\{'low': 1\}"):
         A.load_claims(p)
+
+
+def test_frame_of_an_extrapolation_only_run_raises_no_pandas_deprecation(tmp_path):
+    """An extrapolation-only run has no mode/workload column: filling it must not warn (#14 item 10)."""
+    import warnings
+
+    run = make_run(tmp_path / "ex", neurons=(), extrapolation={"neurons": ["dsn", "psn"], "train_len": 64,
+                                                                "eval_lens": [64, 128]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pandas4Warning is a DeprecationWarning
+        df = A.frame(A.load_runs([run]))
+        A.analyse(A.load_runs([run]), n_boot=0)
+    assert set(df["mode"]) == {"—"} and set(df["kind"]) == {"extrapolation"}

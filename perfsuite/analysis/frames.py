@@ -91,7 +91,9 @@ def frame(runs: Sequence[Run]) -> pd.DataFrame:
     for col in ("batch", "features"):
         df[col] = df[col].fillna(-1)  # extrapolation rows may lack them; NaN keys vanish from groupby
     for col in ("workload", "device", "precision", "mode"):
-        df[col] = df[col].fillna("—")
+        # object first: a column no row has (extrapolation-only runs have no mode) is all-NaN float64, and
+        # filling a float column with text is deprecated in pandas (Pandas4Warning, an error in pandas 4)
+        df[col] = df[col].astype(object).fillna("—")
     return df
 
 
