@@ -430,3 +430,18 @@ def test_frame_of_an_extrapolation_only_run_raises_no_pandas_deprecation(tmp_pat
         df = A.frame(A.load_runs([run]))
         A.analyse(A.load_runs([run]), n_boot=0)
     assert set(df["mode"]) == {"—"} and set(df["kind"]) == {"extrapolation"}
+
+
+def test_frame_of_rows_without_kind_raises_no_pandas_deprecation(tmp_path):
+    """Rows written before ``kind`` existed are timed points; filling the missing column must not warn."""
+    import warnings
+
+    run = make_run(tmp_path / "old", neurons=("lif",), backends=("eager",), seq_lens=(64, 128), modes=("forward",),
+                   samples=3)
+    rows = [json.loads(line) for line in (run / RESULTS_FILE).read_text().splitlines()]
+    (run / RESULTS_FILE).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "kind"}) + "\n"
+                                            for r in rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = A.frame(A.load_runs([run]))
+    assert set(df["kind"]) == {"bench"} and len(A.bench_ok(df)) == 2

@@ -86,7 +86,7 @@ def frame(runs: Sequence[Run]) -> pd.DataFrame:
     for col in _COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
-    df["kind"] = df["kind"].fillna("bench")
+    df["kind"] = df["kind"].astype(object).fillna("bench")  # rows may lack it (see the settings below)
     df["run"] = pd.Categorical(df["run"], categories=[r.label for r in runs], ordered=True)
     for col in ("batch", "features"):
         df[col] = df[col].fillna(-1)  # extrapolation rows may lack them; NaN keys vanish from groupby
