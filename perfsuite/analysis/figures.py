@@ -239,7 +239,7 @@ def roofline_figure(an: Analysis) -> tuple[FigureSpec | None, str | None]:
                            "label": "measured roof (unreliable)" if unreliable else "measured roof"})
     caption = ("Attained TFLOP/s vs arithmetic intensity (analytic FLOPs / minimum bytes), log–log, every ok point "
                "with FLOPs; the line is the run's measured roof, min(matmul peak, intensity × copy bandwidth), "
-               "dashed when env.json marks it unreliable. Element-wise neurons sit far left, under the memory roof.")
+               "dashed when env.json marks it unreliable.")
     if notes:
         caption += " No roof drawn for " + "; ".join(notes) + "."
     return FigureSpec(quantity="roofline", name="roofline", title="Roofline — " + " vs ".join(rows), caption=caption,

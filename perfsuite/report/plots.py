@@ -71,7 +71,8 @@ def _draw_lines(ax, d: pd.DataFrame, style: Style, spec: FigureSpec) -> None:
     for n, b, r, s in _line_groups(d, style):
         marker = "o" if spec.kind == "extrapolation" else style.markers.get(b, "o")
         line, = ax.plot(s.index, s.values, color=style.palette.get(n, "0.3"), marker=marker, ms=4, lw=1.4)
-        line.set_dashes(_dash(style, b, r))
+        solid = spec.kind == "extrapolation" and style.line_by == "backend"  # no backend legend there
+        line.set_dashes((1, 0) if solid else _dash(style, b, r))
     _log_x_lengths(ax, d["x"])
     if spec.kind != "extrapolation":  # losses span a narrow range: a linear axis reads better
         _log_y(ax, d["y"])
@@ -137,7 +138,8 @@ def _legend(fig: MplFigure, spec: FigureSpec, style: Style, d: pd.DataFrame) -> 
             handles.append(h)
     if spec.vlines:
         handles.append(Line2D([], [], color="0.4", ls=":", label=spec.vlines[0]["label"]))
-    what = "neuron / backend" + (" / run" if style.line_by == "run" and len(style.runs) > 1 and spec.kind != "roofline" else "")
+    runs = style.line_by == "run" and len(style.runs) > 1 and spec.kind != "roofline"
+    what = ("neuron" if spec.kind == "extrapolation" else "neuron / backend") + (" / run" if runs else "")
     fig.legend(handles=handles, loc="outside right center", fontsize=8, title=what, title_fontsize=8)
 
 
