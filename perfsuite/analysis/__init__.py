@@ -28,22 +28,46 @@ from __future__ import annotations
 
 from .activity import activity_summary, extrapolation_summary, metric_reason, not_ok
 from .bundle import Analysis, analyse
-from .claims import (CLAIM_KINDS, CLAIM_SETTINGS, Claim, _verdict_number, claim_settings, comparable_rows,
-                     evaluate_claim, evaluate_claims, load_claims)
-from .fits import FIT_CROSS_REACH, crossovers, default_pairs, fit_power_law, scaling_fits
-from .frames import (BASELINES, MODE_ORDER, OWN_BACKENDS, SETTING, TIME, Run, bench_ok, frame, gpu_name, load_runs,
-                     mode_order, neuron_order, neuron_rank, setting_label)
-from .profiles import PROFILE_COLUMNS, PROFILE_SOURCES, kernel_profiles
+from .claims import (
+                     CLAIM_KINDS,
+                     CLAIM_SETTINGS,
+                     Claim,
+                     _verdict_number,
+                     claim_settings,
+                     comparable_rows,
+                     evaluate_claim,
+                     evaluate_claims,
+                     load_claims,
+)
 from .figures import FigurePlan, FigureSpec, Style, figure_specs
+from .fits import FIT_CROSS_REACH, crossovers, default_pairs, fit_power_law, scaling_fits
+from .frames import (
+                     BASELINES,
+                     MODE_ORDER,
+                     OWN_BACKENDS,
+                     SETTING,
+                     TIME,
+                     Run,
+                     bench_ok,
+                     frame,
+                     gpu_name,
+                     load_runs,
+                     mode_order,
+                     neuron_order,
+                     neuron_rank,
+                     setting_label,
+)
+from .profiles import PROFILE_COLUMNS, PROFILE_SOURCES, kernel_profiles
 from .roofline import UNRELIABLE, peaks, roof_reliable, roofline_fractions
-from .speedups import NOISY, NOT_RANKED, backend_ratios, interval, best_backend, compare_runs, speedups
+from .speedups import NOISY, NOT_RANKED, backend_ratios, best_backend, compare_runs, interval, speedups
 
 __all__ = [
-    "Analysis", "BASELINES", "MODE_ORDER", "FigurePlan", "FigureSpec", "Style", "UNRELIABLE", "figure_specs", "roof_reliable",
-    "CLAIM_KINDS", "CLAIM_SETTINGS", "Claim", "FIT_CROSS_REACH", "NOISY", "NOT_RANKED", "interval",
-    "OWN_BACKENDS", "PROFILE_COLUMNS", "PROFILE_SOURCES", "Run", "SETTING", "TIME", "activity_summary", "analyse",
-    "backend_ratios", "bench_ok", "best_backend", "claim_settings", "comparable_rows", "compare_runs", "crossovers",
-    "default_pairs", "evaluate_claim", "evaluate_claims", "extrapolation_summary", "fit_power_law", "frame",
-    "gpu_name", "mode_order", "setting_label", "kernel_profiles", "load_claims", "load_runs", "metric_reason", "neuron_order", "neuron_rank",
-    "not_ok", "peaks", "roofline_fractions", "scaling_fits", "speedups", "_verdict_number",
+    "activity_summary", "analyse", "Analysis", "backend_ratios", "BASELINES", "bench_ok", "best_backend", "Claim",
+    "CLAIM_KINDS", "claim_settings", "CLAIM_SETTINGS", "comparable_rows", "compare_runs", "crossovers",
+    "default_pairs", "evaluate_claim", "evaluate_claims", "extrapolation_summary", "figure_specs", "FigurePlan",
+    "FigureSpec", "FIT_CROSS_REACH", "fit_power_law", "frame", "gpu_name", "interval", "kernel_profiles",
+    "load_claims", "load_runs", "metric_reason", "mode_order", "MODE_ORDER", "neuron_order", "neuron_rank", "NOISY",
+    "not_ok", "NOT_RANKED", "OWN_BACKENDS", "peaks", "PROFILE_COLUMNS", "PROFILE_SOURCES", "roof_reliable",
+    "roofline_fractions", "Run", "scaling_fits", "SETTING", "setting_label", "speedups", "Style", "TIME",
+    "UNRELIABLE", "_verdict_number",
 ]

@@ -16,10 +16,34 @@ import pandas as pd
 
 from .. import analysis as A
 from ..analysis import setting_label
-from .blocks import (DASH, NOISY_MARK, Alert, Code, Figure, Paragraph, Report, Section, Table, _finite, _in_order,
-                     fmt_int, fmt_interval, fmt_ms, fmt_num, fmt_x)
-from .sections import (activity_section, appendix_section, claims_section, comparison_section,
-                       extrapolation_section, kernels_section, not_ok_section, roofline_section)
+from .blocks import (
+    DASH,
+    NOISY_MARK,
+    Alert,
+    Code,
+    Figure,
+    Paragraph,
+    Report,
+    Section,
+    Table,
+    _finite,
+    _in_order,
+    fmt_int,
+    fmt_interval,
+    fmt_ms,
+    fmt_num,
+    fmt_x,
+)
+from .sections import (
+    activity_section,
+    appendix_section,
+    claims_section,
+    comparison_section,
+    extrapolation_section,
+    kernels_section,
+    not_ok_section,
+    roofline_section,
+)
 
 __all__ = ["build_content"]
 

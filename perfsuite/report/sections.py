@@ -8,16 +8,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
 from .. import analysis as A
 from ..analysis import setting_label
-from .blocks import (DASH, KERNELS_SHOWN, MISMATCH, Alert, Details, Figure, Link, Paragraph, Section, Table, _finite,
-                     _in_order, fmt_int, fmt_ms, fmt_num, fmt_pct, fmt_x, relative_link)
+from .blocks import (
+    DASH,
+    KERNELS_SHOWN,
+    MISMATCH,
+    Alert,
+    Details,
+    Figure,
+    Link,
+    Paragraph,
+    Section,
+    Table,
+    _finite,
+    _in_order,
+    fmt_int,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+    fmt_x,
+    relative_link,
+)
 
 
 def roofline_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Section:
