@@ -218,10 +218,10 @@ def test_no_legend_overlaps_a_title(tmp_path, case):
     if case == "several runs":
         dirs = [make_run(tmp_path / n, env=default_env(n, gpu=f"GPU {n}"), seed=i, **SMALL)
                 for i, n in enumerate("ab")]
-    elif case == "single T":
-        dirs = [make_run(tmp_path / "r", **{**SMALL, "seq_lens": (64,)})]
+    elif case == "single T":  # one mode: a narrow figure under a long title (where the old legend hit it)
+        dirs = [make_run(tmp_path / "smoke-20261201-121500", **{**SMALL, "seq_lens": (64,)})]
     else:
-        dirs = [make_run(tmp_path / "r", neurons=("lif", "plif", "psn", "masked_psn", "spsn", "psu", "dsn"),
+        dirs = [make_run(tmp_path / "smoke-20261201-121500", neurons=("lif", "plif", "psn", "masked_psn", "spsn", "psu", "dsn"),
                          backends=("eager", "compiled", "triton"), seq_lens=(64, 128), samples=3,
                          extrapolation={"neurons": ["dsn", "psn"], "train_len": 64, "eval_lens": [64, 128]})]
     plan = A.figure_specs(A.analyse(A.load_runs(dirs), n_boot=0))
