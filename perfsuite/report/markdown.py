@@ -14,16 +14,22 @@ from .blocks import Link, Report
 from .templating import environment
 
 
+def _label(value: object) -> str:
+    """Text inside ``[...]`` (a link's text, an image's alt text): a cell, with the brackets escaped too."""
+    return md_cell(value).replace("[", "&#91;").replace("]", "&#93;")
+
+
 def _cell(value: object) -> str:
     """A table cell: escaped text, or ``[text](href)`` for a link (href percent-encoded, never absolute)."""
     if isinstance(value, Link):
-        return f"[{md_cell(value.text).replace('[', '&#91;').replace(']', '&#93;')}]({quote(value.href, safe='/%._-~')})"
+        return f"[{_label(value.text)}]({quote(value.href, safe='/%._-~')})"
     return md_cell(value)
 
 
 def render_markdown(report: Report) -> str:
     env = environment(autoescape=False)
     env.filters["mdcell"] = _cell
+    env.filters["mdlabel"] = _label
     env.filters["mdtext"] = md_text
     env.filters["mdfence"] = md_fence
     env.filters["md_rule"] = lambda columns: "|" + "---|" * len(columns)
