@@ -76,8 +76,10 @@ def test_headline_cells_carry_the_interval_and_a_noisy_mark(tmp_path):
     speed = head.split("**Speed-up", 1)[1]
     dsn_sp = next(ln for ln in speed.splitlines() if ln.startswith("| dsn |")).split("|")[2:5]
     assert re.fullmatch(r" [\d.]+× \[[\d.]+–[\d.]+\] · [\d.]+× \[[\d.]+–[\d.]+\] ", dsn_sp[0])
-    assert dsn_sp[1].count("⚠ noisy (~") == 2  # no bound from a noisy time, the ratio only for orientation
-    assert "no bounded speed-up, the neuron's time is noisy" in speed
+    assert dsn_sp[1] == " ⚠ noisy · ⚠ noisy "  # no bound from a noisy time, so no speed-up at all
+    assert "⚠ noisy: no speed-up is shown, as it has no bound: the neuron's time is noisy" in speed
+    lif_sp = next(ln for ln in speed.splitlines() if ln.startswith("| lif |")).split("|")[2:5]
+    assert lif_sp[1].startswith(" 1× · ") and "⚠ noisy" not in lif_sp[1]  # lif and psn are quiet at T=128
     assert "> **1 of 9 headline times are noisy" in head  # dsn/compiled at T=128 (its eager row is not the best)
 
 

@@ -143,7 +143,8 @@ def _time_cell(r: Any) -> str:
 
 
 def _speedup_cell(r: Any, base: str) -> tuple[str, str | None]:
-    """(``12.3× [11.8–12.9]`` or ``noisy``, a note when there is no bounded speed-up) of one baseline."""
+    """(``12.3× [11.8–12.9]``, or ``⚠ noisy`` with a note when either time is noisy: a speed-up is shown only
+    with its bound) of one baseline."""
     col = f"speedup_over_{base}"
     v = r[col]
     if not _finite(v):
@@ -151,9 +152,7 @@ def _speedup_cell(r: Any, base: str) -> tuple[str, str | None]:
     if r["neuron"] == base:
         return fmt_x(v), None
     if not (_finite(r[f"{col}_lo"]) and _finite(r[f"{col}_hi"])):
-        return f"{NOISY_MARK} (~{fmt_x(v)})", (f"{NOISY_MARK} (~ratio): no bounded speed-up, "
-                                                 f"{r[f'{col}_bound_reason']}; the ratio of the medians is shown "
-                                                 "for orientation only")
+        return NOISY_MARK, f"{NOISY_MARK}: no speed-up is shown, as it has no bound: {r[f'{col}_bound_reason']}"
     return f"{fmt_x(v)} [{fmt_num(r[f'{col}_lo'])}–{fmt_num(r[f'{col}_hi'])}]", None
 
 
@@ -173,7 +172,7 @@ def headline_section(an: A.Analysis) -> Section:
         "(or the row has none), so the time is not a finding. The speed-up "
         "tables divide the best LIF time, and the best PSN time, by the neuron's best time at the same settings "
         "(> 1 = the neuron is faster); the bound in brackets is [baseline low / neuron high, baseline high / "
-        "neuron low] from the two intervals, given only when neither time is noisy."))
+        "neuron low] from the two intervals; a speed-up is shown only when neither time is noisy."))
     n_noisy = int(sp["noisy"].sum())
     if n_noisy:
         sec.blocks.append(Alert(f"{n_noisy} of {len(sp)} headline times are noisy (interval wider than {pct} or "
