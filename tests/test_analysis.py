@@ -445,3 +445,35 @@ def test_frame_of_rows_without_kind_raises_no_pandas_deprecation(tmp_path):
         warnings.simplefilter("error")
         df = A.frame(A.load_runs([run]))
     assert set(df["kind"]) == {"bench"} and len(A.bench_ok(df)) == 2
+
+
+def test_analysis_and_report_import_only_modules_below_them():
+    """One-way flow (#15): analysis imports nothing above it, and the report's plots never read rows or call
+    into analysis beyond the figure specs (checked on the import statements, with ast)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(A.__file__).parent.parent
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(path.relative_to(root.parent).with_suffix("").parts[:-node.level])
+                mod = f"{base}.{node.module}" if node.module else base
+                out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        return out
+
+    above = ("perfsuite.report", "perfsuite.compare", "perfsuite.runner", "perfsuite.cli", "perfsuite.scenario")
+    for path in sorted((root / "analysis").glob("*.py")):
+        bad = sorted(m for m in imports(path) if m.startswith(above))
+        assert bad == [], f"{path.name} imports {bad}"
+    plots = imports(root / "report" / "plots.py")
+    assert {m for m in plots if m.startswith("perfsuite.analysis")} <= {
+        "perfsuite.analysis.figures", "perfsuite.analysis.figures.FigurePlan", "perfsuite.analysis.figures.FigureSpec",
+        "perfsuite.analysis.figures.Style"}
+    assert not any(m.startswith(("perfsuite.results", "pandas.io")) for m in plots)
+    for path in sorted((root / "report").glob("*.py")):
+        assert not any(m.startswith(("perfsuite.cli", "perfsuite.runner")) for m in imports(path)), path.name
