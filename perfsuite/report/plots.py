@@ -74,7 +74,7 @@ def _draw_lines(ax, d: pd.DataFrame, style: Style, spec: FigureSpec) -> None:
         solid = spec.kind == "extrapolation" and style.line_by == "backend"  # no backend legend there
         line.set_dashes((1, 0) if solid else _dash(style, b, r))
     _log_x_lengths(ax, d["x"])
-    if spec.kind != "extrapolation":  # losses span a narrow range: a linear axis reads better
+    if spec.log_y:  # losses (extrapolation) span a narrow range: a linear axis reads better there
         _log_y(ax, d["y"])
 
 
