@@ -210,14 +210,25 @@ def _human_bytes(n: float) -> str:
     return f"{n:.3g} TiB"  # pragma: no cover
 
 
-def _build_report(run_dirs: list[Path], out_dir: Path) -> None:
+def _build_report(run_dirs: list[Path], out_dir: Path, progress: bool = False) -> None:
+    """Build the report; ``progress`` draws a rich progress bar on stderr when it is a terminal."""
     try:
         from .report import build_report
     except ImportError as exc:
         typer.echo(f"note: no report built (the report builder is not available: {exc}); "
                    f"the rows and summary.md are in {out_dir}", err=True)
         return
-    path = build_report(run_dirs, out_dir)
+    if not (progress and err.is_terminal):
+        path = build_report(run_dirs, out_dir)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("report: {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("loading runs", total=None)
+            path = build_report(run_dirs, out_dir,
+                                progress=lambda done, total, what: bar.update(task, completed=done, total=total,
+                                                                              description=what[:50]))
     typer.echo(f"report: {path}")
 
 
@@ -346,13 +357,15 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
 # -------------------------------------------------------------------------------------- report
 @app.command()
 def report(run_dirs: list[Path] = typer.Argument(..., help="run folders"),
-           out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default: the first run)")) -> None:
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default: the first run)"),
+           progress: bool = typer.Option(True, "--progress/--no-progress",
+                                         help="draw a progress bar (only when stderr is a terminal)")) -> None:
     """Build report.md, report.html and plots from run folders."""
     missing = [str(d) for d in run_dirs if not (d / "results.jsonl").exists() and not d.is_file()]
     if missing:
         fail(f"no results.jsonl in {', '.join(missing)} (expected run folders)")
     try:
-        _build_report(list(run_dirs), out_dir or run_dirs[0])
+        _build_report(list(run_dirs), out_dir or run_dirs[0], progress)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
 
