@@ -8,7 +8,7 @@ May import: the standard library and `perfsuite.neurons` (for the registered nam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .. import neurons
@@ -193,7 +193,7 @@ NEURON_ENTRY = (
         None, pattern=PLUGIN_PATTERN),
     Key("params", "params", "constructor parameters (`seq_len` comes from seq_lens, DSN's `features` from the "
         "layer width)", {}),
-) + AXES_KEYS
+) + tuple(replace(k, required=False, default_doc=f"the top-level `{k.name}`") for k in AXES_KEYS)
 
 #: fields an include/exclude rule may test (``neurons`` = batch x features), plus a free-text reason
 RULE_KEYS = (
@@ -230,7 +230,7 @@ EXTRAPOLATION = (
     Key("precision", "choice", "training precision", None, choices=PRECISIONS),
     Key("backend", "choice", "backend of the trained neurons", None, choices=backend_choices,
         expected_text="a backend name (perfsuite list backends)"),
-    Key("seed", "int", "seed", None, ge=0, le=MAX_SEED),
+    Key("seed", "int", "seed", None, ge=0, le=MAX_SEED, expected_text="an int >= 0 and < 2**63"),
     Key("serial_check_len", "int", "length at which serial-capable neurons are also run step by step", None, ge=1),
     Key("neurons", "neurons", "as the top-level list, without plugins or axis overrides; values checked at "
         "train_len"),
@@ -248,7 +248,8 @@ TOP = (
     Key("metrics", "choices", "metrics to record", list(METRICS), choices=METRICS, noun="metric"),
     Key("timing", "mapping", "time budgets, as `triton.testing.do_bench`", {}, keys=TIMING),
     Key("limits", "mapping", "per-point limits", {}, keys=LIMITS),
-    Key("seed", "int", "seed of every point (drive, parameter init, stochastic neurons)", 0, ge=0, le=MAX_SEED),
+    Key("seed", "int", "seed of every point (drive, parameter init, stochastic neurons)", 0, ge=0, le=MAX_SEED,
+        expected_text="an int >= 0 and < 2**63 (torch's seeds are below 2**64; runs add small offsets)"),
     Key("include", "rules", "when given, only points matching at least one rule are kept", []),
     Key("exclude", "rules", "points matching any rule are left out", []),
     Key("device", "choice", "`auto` (cuda if visible, else cpu), `cpu`, `cuda`; `--device` overrides it", "auto",
