@@ -62,27 +62,32 @@ _NO_PLUGINS_HELP = ("refuse plugin neuron entries without importing them (a scen
 
 def _unsupported_here(points) -> list[str]:
     """Lines saying which points will be `unsupported` on this machine and why, grouped by reason
-    (e.g. '12 of 40 points unsupported here: the triton backend needs a CUDA device ...')."""
+    (e.g. '12 of 40 points unsupported here: ... the triton backend needs a CUDA device ...'), and how
+    many points ask for a CUDA device this machine does not have (`run` refuses those)."""
     import torch
 
     from .workloads import unsupported_reason
 
     reasons: dict[str, int] = {}
+    no_cuda = 0
     for p in points:
         if p.device == "cuda" and not torch.cuda.is_available():
-            why = "device cuda: torch sees no CUDA device on this machine (use --device cpu, or run on a GPU)"
-        else:
-            try:
-                why = unsupported_reason(p, p.device)
-            except Exception as exc:  # a neuron that does not resolve here becomes an error row at run time
-                why = f"{p.neuron} does not build here ({type(exc).__name__}: {exc})"
+            no_cuda += 1
+            continue
+        try:
+            why = unsupported_reason(p, p.device)
+        except Exception as exc:  # a neuron that does not resolve here becomes an error row at run time
+            why = f"{p.neuron} does not build here ({type(exc).__name__}: {exc})"
         if why:
             reasons[why] = reasons.get(why, 0) + 1
-    if not reasons:
-        return []
-    n = sum(reasons.values())
-    lines = [f"{n} of {len(points)} points unsupported here (they become `unsupported` rows):"]
-    lines += [f"  {count} x {why}" for why, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
+    lines = []
+    if no_cuda:
+        lines.append(f"{no_cuda} of {len(points)} points are for device cuda, and torch sees no CUDA device here: "
+                     "`run` refuses them on this machine (use --device cpu, or a GPU machine)")
+    if reasons:
+        n = sum(reasons.values())
+        lines.append(f"{n} of {len(points)} points unsupported here (they become `unsupported` rows):")
+        lines += [f"  {count} x {why}" for why, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
     return lines
 
 

@@ -31,7 +31,7 @@ class Problem:
         hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
         where = self.path or "(top level)"
         found = self.what if self.what == MISSING else f"{self.what} {_short(self.value)}"
-        at = f":{self.line}" if self.line else ""
+        at = f":{self.line}" if self.line and not self.path.startswith("line ") else ""
         return f"{file}{at}: {where}: {found}; expected {self.expected}{hint}"
 
 

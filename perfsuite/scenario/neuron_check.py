@@ -64,7 +64,7 @@ def _ints_in_bounds(pr: Problems, path: str, params: dict) -> bool:
         seed = str(k) == "seed" or str(k).endswith("_seed")
         limit = MAX_SEED if seed else MAX_NEURON_INT
         if abs(v) > limit:
-            what = "a seed" if seed else "a size (validation builds the neuron; larger would not fit a measurement)"
+            what = "a seed" if seed else "a size: validation builds the neuron, and a larger one would not fit a measurement"
             pr.add(join(path, f"params.{k}"), v, f"an int of magnitude <= {limit} ({what})")
             ok = False
     return ok
