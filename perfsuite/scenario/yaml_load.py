@@ -77,8 +77,9 @@ def read_yaml(path: Path, file: str) -> tuple[Any, dict[str, int], list[Problem]
 
 def parse_yaml(text: str) -> tuple[Any, dict[str, int], list[Problem]]:
     """`read_yaml` for text already in memory."""
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None, {}, []
@@ -99,7 +100,8 @@ def parse_yaml(text: str) -> tuple[Any, dict[str, int], list[Problem]]:
     except Exception as exc:  # noqa: BLE001 - a tag's constructor refused the text (e.g. a bad !!timestamp)
         return None, {}, [Problem("", _first_line(exc), "values YAML can construct", "YAML value error:")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines, problems
 
 
