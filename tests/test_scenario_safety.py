@@ -277,3 +277,14 @@ def test_yaml_load_reports_bad_yaml_in_memory():
     assert data == {"a": 1, "b": {"c": 2}} and lines == {"a": 1, "b": 2, "b.c": 2} and problems == []
     data, _, problems = parse_yaml(yaml.safe_dump({"x": [1, 2]}) + "x: 3\n")
     assert problems and problems[0].path == "x"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_run_says_up_front_what_is_unsupported_here(tmp_path):
+    text = BASE + "backends: [triton]\ndevice: cpu\nmetrics: [time]\n"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli.app, ["run", str(write(tmp_path, text)), "--out", str(out), "--no-report",
+                                          "--no-progress", "--no-roofline"])
+    assert result.exit_code == 0, result.output
+    head = result.output.split("note: ", 1)[1]
+    assert head.startswith("1 of 1 points unsupported here") and "triton" in head.splitlines()[1]
