@@ -288,3 +288,13 @@ def test_run_says_up_front_what_is_unsupported_here(tmp_path):
     assert result.exit_code == 0, result.output
     head = result.output.split("note: ", 1)[1]
     assert head.startswith("1 of 1 points unsupported here") and "triton" in head.splitlines()[1]
+
+
+@pytest.mark.parametrize("params,expected", [("{vocab: 100000}", "task_params.vocab: invalid value 100000; expected an "
+                                              "int <= 256"),
+                                             ("{vocab: 4, concentration: .nan}", "invalid task parameters")],
+                         ids=["vocab_1e5", "nan"])
+def test_extrapolation_task_parameters_are_bounded(tmp_path, params, expected):
+    text = f"name: t\nextrapolation: {{task: markov_lm, task_params: {params}, train_len: 8, eval_lens: [8]}}\n"
+    code, out = validate(write(tmp_path, text), timeout_s=20)
+    assert code == 2 and expected in out, out

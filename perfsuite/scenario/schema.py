@@ -28,6 +28,9 @@ MAX_POINTS = 100_000
 #: which builds the neuron; a parameter whose name ends in ``seed`` is bounded by MAX_SEED instead
 MAX_NEURON_INT = 2 ** 20
 
+#: integer task parameters (``vocab``, ``regimes``, ``channels``) are at most this: validation builds the task
+MAX_TASK_INT = 256
+
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
 PLUGIN_PATTERN = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 COMPARISON_PATTERN = r"\s*(<=|>=|<|>|==|!=)\s*([0-9][0-9_]*)\s*"

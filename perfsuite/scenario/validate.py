@@ -5,7 +5,8 @@ axes and blocks of plain keys are checked generically from their `Key`; the stru
 entries, include/exclude rules, the workload, the extrapolation block) have their own functions here,
 and neuron parameter values are checked by building the neuron (`perfsuite.scenario.neuron_check`).
 
-May import: the standard library, `perfsuite.neurons` and the rest of `perfsuite.scenario`.
+May import: the standard library, `perfsuite.neurons`, `perfsuite.tasks` (extrapolation tasks are built to
+check their parameters) and the rest of `perfsuite.scenario`.
 """
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import neurons
-from ..neurons.plugins import PluginError, is_plugin, load_plugin, param_defaults
+from ..neurons import plugins
+from ..neurons.plugins import CallTimeout, PluginError, call_with_timeout, is_plugin, load_plugin, param_defaults
 from ..neurons.spec import NeuronSpec
 from .errors import MISSING, Problem, Problems, ScenarioError, join
 from .expand import Entry, Rule, Scenario, count_points
 from .model import Limits, Timing
 from .neuron_check import check_values
 from .schema import (AXES, AXES_KEYS, COMPARISON_PATTERN, EXTRAPOLATION, LIMITS, MAX_POINTS, MAX_RANGE_VALUES,
-                     NEURON_KEYS, RULE_FIELDS, RULE_KEYS, SPAN_PATTERN, TIMING, TOP, WORKLOAD_PARAMS, WORKLOADS,
-                     Key, is_int, keyed)
+                     MAX_TASK_INT, NEURON_KEYS, RULE_FIELDS, RULE_KEYS, SPAN_PATTERN, TIMING, TOP, WORKLOAD_PARAMS,
+                     WORKLOADS, Key, is_int, keyed)
 from .yaml_load import read_yaml
 
 _TOP, _AXES, _RULES = keyed(TOP), keyed(AXES_KEYS), keyed(RULE_KEYS)
@@ -470,11 +472,21 @@ def _extrapolation_task(pr: Problems, raw: dict) -> None:
         if k not in valid:
             pr.add(f"extrapolation.task_params.{k}", k, f"a parameter of task {task!r}: {valid}",
                    "unknown task parameter", valid)
-    if all(k in valid for k in params):
-        try:
-            make_task(task, **params)
-        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
-            pr.add("extrapolation.task_params", params, str(exc), "invalid task parameters")
+    if not all(k in valid for k in params):
+        return
+    sizes = {k: v for k, v in params.items() if is_int(v) and not str(k).endswith("seed") and abs(v) > MAX_TASK_INT}
+    for k, v in sizes.items():
+        pr.add(f"extrapolation.task_params.{k}", v, f"an int <= {MAX_TASK_INT} (validation builds the task; "
+               f"markov_lm holds vocab**3 probabilities)")
+    if sizes:
+        return
+    try:
+        call_with_timeout(lambda: make_task(task, **params), plugins.PLUGIN_TIMEOUT_S)
+    except CallTimeout as exc:
+        pr.add("extrapolation.task_params", params, f"parameters whose task builds in time (building it {exc})",
+               "invalid task parameters")
+    except Exception as exc:  # noqa: BLE001 - the task's own check (ValueError) or a value it cannot use
+        pr.add("extrapolation.task_params", params, str(exc) or type(exc).__name__, "invalid task parameters")
 
 
 def _extrapolation_width(raw: dict) -> int:
