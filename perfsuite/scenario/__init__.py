@@ -13,7 +13,8 @@ names the file, the line, the key path (``neurons[2].params.tau``), the bad valu
 a close match for typos.
 
 Modules (each imports only those above it in this list, the standard library, yaml, torch and
-`perfsuite.neurons` / `perfsuite.results`; nothing here imports the worker, runner, analysis or cli):
+`perfsuite.neurons`, `perfsuite.results` (the point key), `perfsuite.tasks`, `perfsuite.text`; nothing here
+imports the worker, runner, analysis or cli):
 
 * ``schema``: every key with its type, bounds, default, choices and help;
 * ``errors``: `Problem`, `ScenarioError`;
@@ -26,8 +27,8 @@ Modules (each imports only those above it in this list, the standard library, ya
 
 Points the runner cannot measure by construction stay in the sweep with `Point.unsupported` set to the
 reason (e.g. ``mode: step`` for a neuron without serial inference). Backends missing on this machine
-(triton without a GPU, a peer library not installed) are *not* validation errors: `unsupported_here`
-lists them up front and the runner records those points as ``unsupported``.
+(triton without a GPU, a peer library not installed) are *not* validation errors: ``perfsuite validate``
+and ``run`` list them up front (grouped by reason) and the runner records those points as ``unsupported``.
 """
 from ..neurons.plugins import PluginError, build_neuron, build_point, is_plugin, load_plugin, neuron_spec
 from .errors import MISSING, Problem, ScenarioError
