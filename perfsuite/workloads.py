@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from . import neurons
-from .neurons import plugins
 from .measure.activity import activity as activity_stats
 from .measure.activity import layer_rate
+from .neurons import plugins
 from .neurons.base import CORE_BACKENDS, Neuron
 from .neurons.spec import dtype_bytes
 

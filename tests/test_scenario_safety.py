@@ -187,7 +187,7 @@ def test_hanging_plugin_constructor_is_time_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(plugins, "PLUGIN_TIMEOUT_S", 0.5)
     file = write(tmp_path, BASE.replace("[lif]", f'[{{plugin: "{mod}:Hang", params: {{hang: true}}}}]'))
     code, out = validate(file, timeout_s=4)
-    assert code == 2 and f"neurons[0].params: rejected by the neuron: {{'hang': True}}" in out, out
+    assert code == 2 and "neurons[0].params: rejected by the neuron: {'hang': True}" in out, out
     assert f"building {mod}:Hang did not finish within 0.5 s" in out
 
 

@@ -82,6 +82,8 @@ BOTH_REFUSE = [
     {"neurons": [{"name": "lfi"}]}, {"neurons": []}, {"exclude": [{"seq_len": ">abc"}]},
     {"exclude": [{"backend": "nope"}]}, {"include": [{}]}, {"metrics": ["time", "enrgy"]},
     {"extrapolation": {"train_len": 0}}, {"extrapolation": {"eval_len": [4]}},
+    {"neurons": [{"name": "lif", "params": {"tua": 2.0}}]}, {"neurons": [{"name": "dsn", "params": {"features": 4}}]},
+    {"neurons": [{"name": "psn", "params": {"seq_len": 8}}]},
 ]
 # (change to BASE) that both accept
 BOTH_ACCEPT = [
@@ -90,6 +92,7 @@ BOTH_ACCEPT = [
     {"workload": {"type": "network", "hidden": None, "layers": 2}}, {"exclude": {"seq_len": "8..16"}},
     {"include": [{"neuron": ["lif"], "neurons": ">=4", "reason": "why"}]},
     {"neurons": ["lif", {"name": "plif", "params": {"init_tau": 3.0}, "backends": "reference"}]},
+    {"neurons": [{"name": "dsn", "params": {"k": 2}}, {"name": "masked_psn", "params": {"k": 4}}]},
 ]
 
 

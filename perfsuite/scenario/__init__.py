@@ -34,8 +34,7 @@ from ..neurons.plugins import PluginError, build_neuron, build_point, is_plugin,
 from .errors import MISSING, Problem, ScenarioError
 from .expand import Scenario
 from .model import Limits, Point, Timing, resolve_device
-from .schema import (AXES, DEVICES, MAX_POINTS, MAX_RANGE_VALUES, METRICS, MODES, PRECISIONS, RULE_FIELDS, TOP_KEYS,
-                     WORKLOADS)
+from .schema import AXES, DEVICES, MAX_POINTS, MAX_RANGE_VALUES, METRICS, MODES, PRECISIONS, RULE_FIELDS, TOP_KEYS, WORKLOADS
 from .validate import load_scenario, scenario_from_dict
 
 __all__ = [

@@ -24,9 +24,27 @@ from .errors import MISSING, Problem, Problems, ScenarioError, join
 from .expand import Entry, Rule, Scenario, count_points
 from .model import Limits, Timing
 from .neuron_check import check_values
-from .schema import (AXES, AXES_KEYS, COMPARISON_PATTERN, EXTRAPOLATION, LIMITS, MAX_POINTS, MAX_RANGE_VALUES,
-                     MAX_TASK_INT, NEURON_KEYS, RULE_FIELDS, RULE_KEYS, SPAN_PATTERN, TIMING, TOP, WORKLOAD_PARAMS,
-                     WORKLOADS, Key, is_int, keyed)
+from .schema import (
+    AXES,
+    AXES_KEYS,
+    COMPARISON_PATTERN,
+    EXTRAPOLATION,
+    LIMITS,
+    MAX_POINTS,
+    MAX_RANGE_VALUES,
+    MAX_TASK_INT,
+    NEURON_KEYS,
+    RULE_FIELDS,
+    RULE_KEYS,
+    SPAN_PATTERN,
+    TIMING,
+    TOP,
+    WORKLOAD_PARAMS,
+    WORKLOADS,
+    Key,
+    is_int,
+    keyed,
+)
 from .yaml_load import read_yaml
 
 _TOP, _AXES, _RULES = keyed(TOP), keyed(AXES_KEYS), keyed(RULE_KEYS)
