@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "scenarios").glob("*.yaml"))
 SEED = 20261201
 N_FAST = 240
-N_SLOW = 2000
+N_SLOW = 1000
 PER_CASE_S = 20.0
 
 WEIRD = [None, True, False, 0, -1, -(2 ** 70), 2 ** 70, 2 ** 63, 1e308, -1e-308, float("inf"), float("nan"), 0.5,
@@ -158,5 +158,6 @@ def test_fuzz_validate(tmp_path):
 
 @pytest.mark.slow
 def test_fuzz_validate_large_corpus(tmp_path):
+    """About 0.1-0.2 s per case on a 2-core machine."""
     codes = [_check(tmp_path, case, content) for case, content in corpus(N_SLOW, seed=SEED + 1)]
     assert codes.count(2) > 0 and codes.count(0) > 0
