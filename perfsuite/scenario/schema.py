@@ -156,7 +156,7 @@ TIMING = (
 LIMITS = (
     Key("timeout_s", "number", "per point; a point past it becomes a `timeout` row", 300.0, gt=0),
     Key("memory_gb", "number", "points predicted to need more are skipped (null = the device's memory)", None,
-        gt=0, nullable=True),
+        gt=0, nullable=True, default_doc="null (the device's memory)"),
     Key("reference_max_len", "int", "agreement with the float64 reference only when seq_len <= this", 2048, ge=0),
 )
 WORKLOAD_LAYER = (
@@ -263,6 +263,6 @@ TOP = (
 TOP_KEYS = tuple(k.name for k in TOP)
 NEURON_KEYS = tuple(k.name for k in NEURON_ENTRY)
 #: the blocks the key reference documents, in order: (title, anchor text, keys)
-BLOCKS = (("Top-level keys", TOP), ("Neuron entries", NEURON_ENTRY), ("Timing", TIMING), ("Limits", LIMITS),
-          ("Workload: layer", WORKLOAD_LAYER), ("Workload: network", WORKLOAD_NETWORK),
-          ("Include and exclude rules", RULE_KEYS), ("Extrapolation", EXTRAPOLATION))
+BLOCKS = (("Top-level keys", TOP), ("Neuron entry keys", NEURON_ENTRY), ("Timing keys", TIMING),
+          ("Limits keys", LIMITS), ("Layer workload keys", WORKLOAD_LAYER), ("Network workload keys", WORKLOAD_NETWORK),
+          ("Rule keys", RULE_KEYS), ("Extrapolation keys", EXTRAPOLATION))
