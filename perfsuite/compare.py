@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .environment import env_differences, env_fields
 from .results import load_run
 
 #: ``untestable``: a time finding whose sample counts cannot reach significance (listed right after
@@ -49,17 +50,6 @@ VERDICTS = ("regression", "untestable", "improvement", "unchanged", "missing", "
 METRICS = ("status", "time", "memory", "firing_rate", "agreement", "accuracy")
 #: statuses after which a point's metrics mean nothing; ok -> one of these is a regression
 FAILED = ("error", "oom", "timeout")
-#: environment fields that must match, and where env.json may keep each (first found wins)
-ENV_FIELDS: dict[str, tuple[str, ...]] = {
-    "gpu": ("gpu.name", "gpu_name", "device_name", "gpu"),
-    "driver": ("gpu.driver", "driver", "driver_version", "nvidia_driver"),
-    "torch": ("torch", "torch_version", "versions.torch"),
-    "triton": ("triton", "triton_version", "versions.triton"),
-    # the compile backend changes what `compiled` runs (Inductor vs aot_eager)
-    "compile_backend": ("compile_backend",),
-}
-#: compared only when both runs are CPU runs: there the CPU is the device being timed
-CPU_ENV_FIELDS: dict[str, tuple[str, ...]] = {"cpu": ("cpu.model", "cpu_model")}
 NOISE_FLOOR_KIND = "perfsuite-noise-floor"
 #: fewer A/A runs than this give per-point floors that vary too much (docs/regression.md); compare warns
 MIN_NOISE_FLOOR_RUNS = 5
@@ -439,39 +429,7 @@ def compare_rows(baseline: Iterable[dict[str, Any]], candidate: Iterable[dict[st
     return sorted(findings, key=lambda f: (order[f.verdict], f.key, f.metric))
 
 
-# ------------------------------------------------------------------------------------- environment
-def env_value(env: dict[str, Any], name: str) -> Any:
-    """The environment field ``name`` (see `ENV_FIELDS`, `CPU_ENV_FIELDS`) from an env.json dict, or None."""
-    for path in {**ENV_FIELDS, **CPU_ENV_FIELDS}[name]:
-        v = _get(env, path)
-        if v is not None and not isinstance(v, dict):
-            return v
-    return None
-
-
-def env_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """[(field, baseline value, candidate value)] for every `ENV_FIELDS` entry that differs."""
-    out = []
-    both_cpu = baseline.get("device") == "cpu" and candidate.get("device") == "cpu"
-    for name in [*ENV_FIELDS, *(CPU_ENV_FIELDS if both_cpu else ())]:
-        a, b = env_value(baseline, name), env_value(candidate, name)
-        if a != b:
-            out.append((name, a, b))
-    return out
-
-
 # ------------------------------------------------------------------------------------- noise floor
-def env_fields(env: dict[str, Any]) -> dict[str, Any]:
-    """The `ENV_FIELDS` (and, for a CPU run, `CPU_ENV_FIELDS`) of an env.json dict: what a floor records."""
-    fields = {**ENV_FIELDS, **(CPU_ENV_FIELDS if env.get("device") == "cpu" else {})}
-    # stored under a flat key that `env_value` reads back ("gpu", "torch", ..., "cpu_model")
-    out: dict[str, Any] = {(name if name in paths else next(p for p in paths if "." not in p)): env_value(env, name)
-                           for name, paths in fields.items()}
-    if env.get("device") is not None:
-        out["device"] = env["device"]  # env_differences compares the CPU model only between CPU runs
-    return out
-
-
 def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]], *, z: float = 3.0,
                         force: bool = False, names: list[str] | None = None) -> NoiseFloor:
     """Noise floor per point from repeated runs of the same code on the same machine (A/A).

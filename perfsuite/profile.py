@@ -273,7 +273,7 @@ def profile_after_timing(point, run_dir: str | os.PathLike, **options: Any) -> d
     """``{"profile": block}`` for a point the runner has just timed, or ``{"profile": None,
     "profile_reason": why}`` when profiling raised: a failed trace never costs the point its timing row.
     ``options`` go to `profile_workload` (steps, warmup, top)."""
-    from .runner import classify_exception
+    from .errors import classify_exception
 
     try:
         return {"profile": profile_workload(point, run_dir, **options)}
@@ -286,9 +286,9 @@ def profile_points(points, run_dir: str | os.PathLike, *, steps: int = DEFAULT_S
                    top: int = DEFAULT_TOP, on_point: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Profile each scenario point in this process (the same workload the runner times) and append one
     line per point to ``run_dir/profiles.jsonl``: the point's fields, ``status``/``reason`` as in a row
-    (`perfsuite.runner.classify_exception`), and the ``profile`` block of `profile_point`."""
+    (`perfsuite.errors.classify_exception`), and the ``profile`` block of `profile_point`."""
+    from .errors import classify_exception
     from .results import append_row
-    from .runner import classify_exception
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

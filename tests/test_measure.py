@@ -16,7 +16,7 @@ from perfsuite.measure import energy as energymod
 from perfsuite.measure import memory as memmod
 from perfsuite.measure.memory import PeakMemory, device_memory_bytes
 from perfsuite.measure.timing import ci_label, median_ci_coverage
-from perfsuite.runner import SUMMARY_COLUMNS, summary_cells
+from perfsuite.summary import SUMMARY_COLUMNS, summary_cells
 
 
 @pytest.mark.parametrize("n", list(range(1, 60)) + [100, 257, 1000])

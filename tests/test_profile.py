@@ -244,7 +244,7 @@ class _FakeWorker:
 
     def __init__(self, answer):
         self.answer, self.requests = answer, []
-        self.proc = self  # Runner._get_worker asks proc.is_alive()
+        self.proc = self  # LocalExecutor._get_worker asks proc.is_alive()
 
     def is_alive(self):
         return True
@@ -266,37 +266,38 @@ class _FakeWorker:
     ("timeout", "profiling exceeded limits.timeout_s = 8 s; the worker was killed", True),
 ])
 def test_runner_profile_step_never_loses_the_row(tmp_path, answer, reason, dropped):
-    from perfsuite.runner import Runner, WorkerDied, WorkerTimeout
+    from perfsuite.executors import LocalExecutor
     from perfsuite.scenario import scenario_from_dict
+    from perfsuite.worker import WorkerDied, WorkerTimeout
 
     point = scenario_from_dict({**TINY_RUN, "backends": ["eager"], "limits": {"timeout_s": 8}}).points()[0]
     if answer == "died":
         answer = WorkerDied("the worker process died from signal SIGKILL")
     elif answer == "timeout":
         answer = WorkerTimeout("no answer within 8 s")
-    runner = Runner(tmp_path, profile=True, progress=False)
+    runner = LocalExecutor()
     runner._worker = worker = _FakeWorker(answer)
     row = {"status": "ok", "time": {"median_ms": 1.0}}
-    assert runner._profile(point, row) is False
+    assert runner._profile(point, row, tmp_path) is False
     assert worker.requests == [("profile", 8)]
     assert row["time"] == {"median_ms": 1.0}
     assert row.get("profile_reason") == reason and (row["profile"] is None) == (reason is not None)
     assert (runner._worker is None) == dropped  # a failed profile replaces the worker
     # a point that did not run is not profiled, and the row says so
     skipped = {"status": "skipped"}
-    assert runner._profile(point, skipped) is False
+    assert runner._profile(point, skipped, tmp_path) is False
     assert skipped == {"status": "skipped", "profile": None, "profile_reason": "not profiled: point status skipped"}
 
 
 def test_ctrl_c_while_profiling_still_writes_the_row(tmp_path):
-    from perfsuite.runner import Runner
+    from perfsuite.executors import LocalExecutor
     from perfsuite.scenario import scenario_from_dict
 
     point = scenario_from_dict({**TINY_RUN, "backends": ["eager"]}).points()[0]
-    runner = Runner(tmp_path, profile=True, progress=False)
+    runner = LocalExecutor()
     runner._worker = _FakeWorker(KeyboardInterrupt())
     row = {"status": "ok"}
-    assert runner._profile(point, row) is True
+    assert runner._profile(point, row, tmp_path) is True
     assert row["profile"] is None and "interrupted" in row["profile_reason"]
 
 

@@ -14,9 +14,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from perfsuite.merge import merge_runs
 from perfsuite.results import STATUSES, read_rows
-from perfsuite.runner import merge_runs, parse_shard, repair_torn_tail, run_points, select_shard, summary_markdown
+from perfsuite.runner import parse_shard, run_points, select_shard
 from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
+from perfsuite.summary import summary_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TIMING = {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 10}
@@ -132,14 +134,6 @@ def test_resume_after_killing_the_run_loses_and_duplicates_nothing(tmp_path):
     assert sorted(keys) == sorted(p.key for p in points) and len(keys) == len(set(keys))
     assert result.resumed == len(before) and result.new_rows == 6 - len(before)
     assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
-
-
-def test_repair_torn_tail(tmp_path):
-    f = tmp_path / "results.jsonl"
-    f.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "sta')
-    assert repair_torn_tail(f)
-    assert f.read_text() == '{"key": "a"}\n{"key": "b"}\n'
-    assert not repair_torn_tail(f)
 
 
 def test_shards_partition_the_sweep_and_merge_joins_them(tmp_path):
@@ -265,11 +259,14 @@ def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
     """An extrapolation-only scenario (or a resume with nothing left) draws no empty 0/0 bar."""
     from rich.console import Console
 
-    from perfsuite.runner import Runner, RunResult
+    from perfsuite.executors import LocalExecutor
+    from perfsuite.results import RunResult
+    from perfsuite.runner import Runner
 
-    # `_one` is replaced (no worker): only the loop and its bar run
+    # the executor's run is replaced (no worker, no planning): only the loop and its bar run
     point = SimpleNamespace(neuron="lif", backend="eager", mode="forward", seq_len=8)
-    monkeypatch.setattr(Runner, "_one", lambda self, p, env, ctx: row("k1"))
+    monkeypatch.setattr(LocalExecutor, "run", lambda self, planned, ctx: ((p.point, row("k1")) for p in planned))
+    monkeypatch.setattr("perfsuite.runner.plan_point", lambda p, device_bytes: SimpleNamespace(point=p))
     for todo, drawn in (([], False), ([point], True)):
         console = Console(record=True, width=120, force_terminal=False)
         runner = Runner(tmp_path / f"r{len(todo)}", progress=True, console=console)
@@ -278,3 +275,24 @@ def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
         text = console.export_text()
         assert ("1/1" in text) is drawn, text
         assert "0/0" not in text
+
+
+# ------------------------------------------------------------------------------------- layering
+def test_run_modules_import_only_below_them():
+    """#15: worker, executors, environment, errors, summary, merge and results never import the runner
+    or anything above it (compare, report, analysis, cli), not even lazily inside a function."""
+    import ast
+
+    above = {"runner", "compare", "report", "analysis", "cli"}
+    low = ["worker.py", "environment.py", "errors.py", "summary.py", "merge.py", "results.py",
+           "executors/__init__.py", "executors/base.py", "executors/local.py"]
+    for rel in low:
+        path = ROOT / "perfsuite" / rel
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                names = [node.module or ""] + [a.name for a in node.names]
+                bad = {n.split(".")[0] for n in names} & above
+                assert not bad, f"perfsuite/{rel} imports {bad} (line {node.lineno})"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("perfsuite"):
+                assert not set(node.module.split(".")[1:2]) & above, f"perfsuite/{rel} line {node.lineno}"

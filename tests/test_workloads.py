@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from perfsuite import neurons
-from perfsuite.runner import classify_exception
+from perfsuite.errors import classify_exception
 from perfsuite.scenario import scenario_from_dict
 from perfsuite.workloads import Workload, analytic_cost, block_widths, predicted_memory_bytes, unsupported_reason
 
