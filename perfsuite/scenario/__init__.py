@@ -21,6 +21,7 @@ imports the worker, runner, analysis or cli):
 * ``model``: `Point`, `Timing`, `Limits` (what later layers read);
 * ``expand``: `Scenario` and its points;
 * ``yaml_load``: bounded, strict YAML reading;
+* ``rules``: include/exclude rules;
 * ``neuron_check``: parameter values checked by building the neuron, bounded in memory and time;
 * ``validate``: `load_scenario`, `scenario_from_dict`;
 * ``reference``: the JSON Schema and the Markdown key reference.

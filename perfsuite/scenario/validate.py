@@ -11,32 +11,30 @@ check their parameters) and the rest of `perfsuite.scenario`.
 from __future__ import annotations
 
 import dataclasses
-import operator
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import neurons
 from ..neurons import plugins
 from ..neurons.plugins import CallTimeout, PluginError, call_with_timeout, is_plugin, load_plugin, param_defaults
 from ..neurons.spec import NeuronSpec
 from .errors import MISSING, Problem, Problems, ScenarioError, join
-from .expand import Entry, Rule, Scenario, count_points
+from .expand import Entry, Scenario, count_points
 from .model import Limits, Timing
 from .neuron_check import check_values
+from .rules import as_list as _as_list
+from .rules import items as _items
+from .rules import rules as _rules
 from .schema import (
     AXES,
     AXES_KEYS,
-    COMPARISON_PATTERN,
     EXTRAPOLATION,
     LIMITS,
     MAX_POINTS,
     MAX_RANGE_VALUES,
     MAX_TASK_INT,
     NEURON_KEYS,
-    RULE_FIELDS,
-    RULE_KEYS,
-    SPAN_PATTERN,
     TIMING,
     TOP,
     WORKLOAD_PARAMS,
@@ -47,11 +45,7 @@ from .schema import (
 )
 from .yaml_load import read_yaml
 
-_TOP, _AXES, _RULES = keyed(TOP), keyed(AXES_KEYS), keyed(RULE_KEYS)
-_CMP_RE, _SPAN_RE = re.compile(COMPARISON_PATTERN), re.compile(SPAN_PATTERN)
-_CMP_OPS: dict[str, Callable[[int, int], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
-    "!=": operator.ne}
+_TOP, _AXES = keyed(TOP), keyed(AXES_KEYS)
 
 
 class Options:
@@ -161,18 +155,6 @@ def _block(pr: Problems, path: str, raw: Any, keys: tuple, default) -> dict:
             v = raw[k.name]
             fields[k.name] = float(v) if k.kind == "number" and v is not None else v
     return fields
-
-
-def _as_list(v: Any) -> list:
-    """A scalar stands for a one-element list (``precisions: fp32``)."""
-    return v if isinstance(v, list) else [v]
-
-
-def _items(path: str, raw: Any) -> list[tuple[str, Any]]:
-    """(key path, value) of each element: ``seq_lens[2]`` in a list, ``seq_lens`` for a scalar."""
-    if isinstance(raw, list):
-        return [(f"{path}[{i}]", v) for i, v in enumerate(raw)]
-    return [(path, raw)]
 
 
 def _axis(pr: Problems, path: str, raw: Any) -> list | None:
@@ -365,76 +347,6 @@ def _check_duplicates(pr: Problems, entries: list[Entry]) -> None:
                 pr.add(f"neurons[{e.index}]", e.neuron, f"points not already listed by neurons[{j}] (both give {shown})",
                        "duplicate points of neuron")
                 break
-
-
-# ------------------------------------------------------------------------------------------- rules
-def _rules(pr: Problems, path: str, raw: Any, known_neurons: list[str]) -> list[Rule]:
-    if isinstance(raw, dict):
-        raw = [raw]
-    if not isinstance(raw, list):
-        pr.add(path, raw, "a list of rules, each a mapping of point fields to a value or list of values")
-        return []
-    rules = []
-    for i, r in enumerate(raw):
-        rp = f"{path}[{i}]"
-        if not isinstance(r, dict) or not r:
-            pr.add(rp, r, f"a non-empty mapping of point fields ({list(RULE_FIELDS)}) to a value or list")
-            continue
-        n0 = len(pr.items)
-        pr.unknown_keys(rp, r, RULE_FIELDS + ("reason",), "unknown rule field")
-        tests = {}
-        for f, v in r.items():
-            if f == "reason":
-                if not isinstance(v, str):
-                    pr.add(f"{rp}.reason", v, "a string saying why")
-                continue
-            if f in RULE_FIELDS:
-                test = _rule_test(pr, f"{rp}.{f}", f, v, known_neurons)
-                if test is not None:
-                    tests[f] = test
-        if len(pr.items) == n0:
-            rules.append(Rule(tests, r.get("reason")))
-    return rules
-
-
-def _rule_test(pr: Problems, path: str, f: str, raw: Any, known_neurons: list[str]):
-    """A predicate for one rule field: any listed value matches; numeric fields also take ranges."""
-    items = _as_list(raw)
-    if not items:
-        pr.add(path, raw, "a value or a non-empty list of values", "empty list")
-        return None
-    key = _RULES[f]
-    choices = neurons.names() + known_neurons if f == "neuron" else key.choice_list()
-    preds = []
-    for vp, v in _items(path, raw):
-        if key.kind == "rule_int":
-            pred = _numeric_pred(v)
-            if pred is None:
-                pr.add(vp, v, "an int >= 1, a comparison such as '>16000' or '<=2048', or a span '1000..8000'")
-                return None
-            preds.append(pred)
-        else:
-            if not isinstance(v, str) or v not in choices:
-                pr.add(vp, v, f"one of {list(dict.fromkeys(choices))}", f"unknown {f}", choices)
-                return None
-            preds.append(lambda x, v=v: x == v)
-    return lambda x: any(p(x) for p in preds)
-
-
-def _numeric_pred(v: Any):
-    if is_int(v) and v >= 1:
-        return lambda x: x == v
-    if isinstance(v, str) and len(v) <= 100:
-        m = _CMP_RE.fullmatch(v)
-        if m:
-            op, n = _CMP_OPS[m.group(1)], int(m.group(2).replace("_", ""))
-            return lambda x: op(x, n)
-        m = _SPAN_RE.fullmatch(v)
-        if m:
-            lo, hi = int(m.group(1).replace("_", "")), int(m.group(2).replace("_", ""))
-            if lo <= hi:
-                return lambda x: lo <= x <= hi
-    return None
 
 
 # ---------------------------------------------------------------------------------- extrapolation
