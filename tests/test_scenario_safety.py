@@ -298,3 +298,19 @@ def test_extrapolation_task_parameters_are_bounded(tmp_path, params, expected):
     text = f"name: t\nextrapolation: {{task: markov_lm, task_params: {params}, train_len: 8, eval_lens: [8]}}\n"
     code, out = validate(write(tmp_path, text), timeout_s=20)
     assert code == 2 and expected in out, out
+
+
+def test_python_m_in_a_checkout_keeps_the_checkout_importable(tmp_path, monkeypatch):
+    """`python -m perfsuite` run in place from a checkout: the folder perfsuite came from stays on sys.path
+    (its workers import perfsuite from it); any other current folder is dropped."""
+    from perfsuite import __main__ as entry
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.setattr(sys, "path", ["", *sys.path])
+    monkeypatch.chdir(tmp_path)
+    entry._strip_cwd()
+    assert sys.path[0] != ""
+    sys.path.insert(0, str(ROOT))
+    monkeypatch.chdir(ROOT)
+    entry._strip_cwd()
+    assert sys.path[0] == str(ROOT)
