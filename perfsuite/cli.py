@@ -1,4 +1,4 @@
-"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report, compare, profile.
+"""The ``perfsuite`` command line (typer): run, validate, schema, list, env, merge, report, compare, profile.
 
 Every user mistake (a bad scenario, a folder that already holds rows, a bad ``--shard``) prints one
 clear message to stderr and exits with code 2, never a traceback. One small function per command.
@@ -64,14 +64,49 @@ def os_error_message(exc: OSError, out_dir: Path, resume: str | None) -> str:
     return msg
 
 
-def _load(path: Path):
+def _load(path: Path, plugins: bool = True):
     from .scenario import ScenarioError, load_scenario
 
     try:
-        return load_scenario(path)
+        return load_scenario(path, plugins=plugins)
     except ScenarioError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+_NO_PLUGINS_HELP = ("refuse plugin neuron entries without importing them (a scenario with plugins is code: "
+                    "use this for files you do not trust)")
+
+
+def _unsupported_here(points) -> list[str]:
+    """Lines saying which points will be `unsupported` on this machine and why, grouped by reason
+    (e.g. '12 of 40 points unsupported here: ... the triton backend needs a CUDA device ...'), and how
+    many points ask for a CUDA device this machine does not have (`run` refuses those)."""
+    import torch
+
+    from .workloads import unsupported_reason
+
+    reasons: dict[str, int] = {}
+    no_cuda = 0
+    for p in points:
+        if p.device == "cuda" and not torch.cuda.is_available():
+            no_cuda += 1
+            continue
+        try:
+            why = unsupported_reason(p, p.device)
+        except Exception as exc:  # a neuron that does not resolve here becomes an error row at run time
+            why = f"{p.neuron} does not build here ({type(exc).__name__}: {exc})"
+        if why:
+            reasons[why] = reasons.get(why, 0) + 1
+    lines = []
+    if no_cuda:
+        lines.append(f"{no_cuda} of {len(points)} points are for device cuda, and torch sees no CUDA device here: "
+                     "`run` refuses them on this machine (use --device cpu, or a GPU machine)")
+    if reasons:
+        n = sum(reasons.values())
+        lines.append(f"{n} of {len(points)} points unsupported here (they become `unsupported` rows):")
+        lines += [f"  {count} x {why}" for why, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
+    return lines
 
 
 def _default_out(name: str) -> Path:
@@ -92,12 +127,13 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
                                       help="measure copy bandwidth and matmul FLOP/s at run start"),
         profile: bool = typer.Option(False, "--profile", help="after timing each point, record a torch.profiler "
                                      "trace into <out>/traces/ and put its kernel summary and backend identity "
-                                     "in the row")) -> None:
+                                     "in the row"),
+        no_plugins: bool = typer.Option(False, "--no-plugins", help=_NO_PLUGINS_HELP)) -> None:
     """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
     from . import runner
     from .summary import SUMMARY_FILE, summary_table
 
-    sc = _load(scenario)
+    sc = _load(scenario, plugins=not no_plugins)
     try:
         shard_t = runner.parse_shard(shard) if shard is not None else None
         points = sc.points(device.value if device else None)
@@ -114,6 +150,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
             fail(f"--out {out_dir} is a file; expected a run folder (new, or one to --resume)")
     except OSError as exc:  # e.g. a name too long for the file system
         fail(os_error_message(exc, out_dir, None))
+    for line in _unsupported_here(runner.select_shard(points, shard_t)):
+        typer.echo(f"note: {line}", err=True)
     try:
         from .scenario import resolve_device
 
@@ -234,11 +272,34 @@ def _build_report(run_dirs: list[Path], out_dir: Path, progress: bool = False) -
 
 # ------------------------------------------------------------------------------------ validate
 @app.command()
-def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> None:
-    """Check a scenario file; exit 2 with every problem listed when it is invalid."""
-    sc = _load(file)
+def validate(files: list[Path] = typer.Argument(..., help="scenario YAML files"),
+             no_plugins: bool = typer.Option(False, "--no-plugins", help=_NO_PLUGINS_HELP)) -> None:
+    """Check scenario files; exit 2 when any is invalid, with every file's problems listed."""
+    from .scenario import ScenarioError, load_scenario
+
+    bad = 0
+    for file in files:
+        try:
+            sc = load_scenario(file, plugins=not no_plugins)
+        except ScenarioError as exc:
+            typer.echo(str(exc), err=True)
+            bad += 1
+            continue
+        _validated(file, sc)
+    if len(files) > 1:
+        typer.echo(f"{len(files) - bad} of {len(files)} files valid" + (f"; {bad} invalid" if bad else ""))
+    if bad:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _validated(file: Path, sc) -> None:
+    """What `validate` says about a valid file: its points, what will not run here, warnings."""
     points = sc.points()
     typer.echo(f"{file}: valid; {len(points)} points ({len(sc.excluded())} excluded by rules)")
+    for line in _unsupported_here(points):
+        typer.echo(f"{file}: {line}")
+    if sc.plugins:
+        typer.echo(f"{file}: note: runs plugin code: {', '.join(sc.plugins)}", err=True)
     from .compare import Thresholds, min_testable_samples
 
     need = min_testable_samples(Thresholds().alpha)
@@ -248,6 +309,17 @@ def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> Non
                    f"(`perfsuite compare` lists them as untestable); set timing.min_reps >= {need} for runs "
                    f"meant for the gate", err=True)
     _echo_extrapolation_plan(file, sc, len(points))
+
+
+# -------------------------------------------------------------------------------------- schema
+@app.command()
+def schema(markdown: bool = typer.Option(False, "--markdown", help="print the key reference of "
+                                         "docs/scenarios.md instead")) -> None:
+    """Print the JSON Schema of scenario files (draft 2020-12; the repository ships it as
+    scenario.schema.json for editors' YAML language servers)."""
+    from .scenario.reference import json_schema_text, markdown_reference
+
+    typer.echo(markdown_reference() if markdown else json_schema_text(), nl=False)
 
 
 def _echo_extrapolation_plan(file: Path, sc, n_points: int) -> None:

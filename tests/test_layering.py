@@ -141,7 +141,7 @@ def test_the_graph_sees_the_package(graph):
     assert {"perfsuite.neurons.base", "perfsuite.cli", "perfsuite.profile"} <= set(graph)
     assert "perfsuite.neurons.backends" in graph["perfsuite.neurons.base"]  # module level, relative
     assert "perfsuite.runner" in graph["perfsuite.cli"]  # function level
-    assert "perfsuite.neurons" in graph["perfsuite.scenario"]  # `from . import neurons`
+    assert "perfsuite.neurons" in graph["perfsuite.workloads"]  # `from . import neurons`
 
 
 # ------------------------------------------------------------------------------- synthetic package
