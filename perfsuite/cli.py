@@ -1,4 +1,4 @@
-"""The ``perfsuite`` command line (typer): run, validate, list, env, merge, report, compare, ab, profile.
+"""The ``perfsuite`` command line (typer): run, validate, schema, list, env, merge, report, compare, ab, profile.
 
 Every user mistake (a bad scenario, a folder that already holds rows, a bad ``--shard``) prints one
 clear message to stderr and exits with code 2, never a traceback. One small function per command.
@@ -65,14 +65,49 @@ def os_error_message(exc: OSError, out_dir: Path, resume: str | None) -> str:
     return msg
 
 
-def _load(path: Path):
+def _load(path: Path, plugins: bool = True):
     from .scenario import ScenarioError, load_scenario
 
     try:
-        return load_scenario(path)
+        return load_scenario(path, plugins=plugins)
     except ScenarioError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+_NO_PLUGINS_HELP = ("refuse plugin neuron entries without importing them (a scenario with plugins is code: "
+                    "use this for files you do not trust)")
+
+
+def _unsupported_here(points) -> list[str]:
+    """Lines saying which points will be `unsupported` on this machine and why, grouped by reason
+    (e.g. '12 of 40 points unsupported here: ... the triton backend needs a CUDA device ...'), and how
+    many points ask for a CUDA device this machine does not have (`run` refuses those)."""
+    import torch
+
+    from .workloads import unsupported_reason
+
+    reasons: dict[str, int] = {}
+    no_cuda = 0
+    for p in points:
+        if p.device == "cuda" and not torch.cuda.is_available():
+            no_cuda += 1
+            continue
+        try:
+            why = unsupported_reason(p, p.device)
+        except Exception as exc:  # a neuron that does not resolve here becomes an error row at run time
+            why = f"{p.neuron} does not build here ({type(exc).__name__}: {exc})"
+        if why:
+            reasons[why] = reasons.get(why, 0) + 1
+    lines = []
+    if no_cuda:
+        lines.append(f"{no_cuda} of {len(points)} points are for device cuda, and torch sees no CUDA device here: "
+                     "`run` refuses them on this machine (use --device cpu, or a GPU machine)")
+    if reasons:
+        n = sum(reasons.values())
+        lines.append(f"{n} of {len(points)} points unsupported here (they become `unsupported` rows):")
+        lines += [f"  {count} x {why}" for why, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
+    return lines
 
 
 def _default_out(name: str) -> Path:
@@ -93,12 +128,13 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
                                       help="measure copy bandwidth and matmul FLOP/s at run start"),
         profile: bool = typer.Option(False, "--profile", help="after timing each point, record a torch.profiler "
                                      "trace into <out>/traces/ and put its kernel summary and backend identity "
-                                     "in the row")) -> None:
+                                     "in the row"),
+        no_plugins: bool = typer.Option(False, "--no-plugins", help=_NO_PLUGINS_HELP)) -> None:
     """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
     from . import runner
     from .summary import SUMMARY_FILE, summary_table
 
-    sc = _load(scenario)
+    sc = _load(scenario, plugins=not no_plugins)
     try:
         shard_t = runner.parse_shard(shard) if shard is not None else None
         points = sc.points(device.value if device else None)
@@ -115,6 +151,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
             fail(f"--out {out_dir} is a file; expected a run folder (new, or one to --resume)")
     except OSError as exc:  # e.g. a name too long for the file system
         fail(os_error_message(exc, out_dir, None))
+    for line in _unsupported_here(runner.select_shard(points, shard_t)):
+        typer.echo(f"note: {line}", err=True)
     try:
         from .scenario import resolve_device
 
@@ -211,24 +249,58 @@ def _human_bytes(n: float) -> str:
     return f"{n:.3g} TiB"  # pragma: no cover
 
 
-def _build_report(run_dirs: list[Path], out_dir: Path) -> None:
+def _build_report(run_dirs: list[Path], out_dir: Path, progress: bool = False) -> None:
+    """Build the report; ``progress`` draws a rich progress bar on stderr when it is a terminal."""
     try:
         from .report import build_report
     except ImportError as exc:
         typer.echo(f"note: no report built (the report builder is not available: {exc}); "
                    f"the rows and summary.md are in {out_dir}", err=True)
         return
-    path = build_report(run_dirs, out_dir)
+    if not (progress and err.is_terminal):
+        path = build_report(run_dirs, out_dir)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("report: {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("loading runs", total=None)
+            path = build_report(run_dirs, out_dir,
+                                progress=lambda done, total, what: bar.update(task, completed=done, total=total,
+                                                                              description=what[:50]))
     typer.echo(f"report: {path}")
 
 
 # ------------------------------------------------------------------------------------ validate
 @app.command()
-def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> None:
-    """Check a scenario file; exit 2 with every problem listed when it is invalid."""
-    sc = _load(file)
+def validate(files: list[Path] = typer.Argument(..., help="scenario YAML files"),
+             no_plugins: bool = typer.Option(False, "--no-plugins", help=_NO_PLUGINS_HELP)) -> None:
+    """Check scenario files; exit 2 when any is invalid, with every file's problems listed."""
+    from .scenario import ScenarioError, load_scenario
+
+    bad = 0
+    for file in files:
+        try:
+            sc = load_scenario(file, plugins=not no_plugins)
+        except ScenarioError as exc:
+            typer.echo(str(exc), err=True)
+            bad += 1
+            continue
+        _validated(file, sc)
+    if len(files) > 1:
+        typer.echo(f"{len(files) - bad} of {len(files)} files valid" + (f"; {bad} invalid" if bad else ""))
+    if bad:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _validated(file: Path, sc) -> None:
+    """What `validate` says about a valid file: its points, what will not run here, warnings."""
     points = sc.points()
     typer.echo(f"{file}: valid; {len(points)} points ({len(sc.excluded())} excluded by rules)")
+    for line in _unsupported_here(points):
+        typer.echo(f"{file}: {line}")
+    if sc.plugins:
+        typer.echo(f"{file}: note: runs plugin code: {', '.join(sc.plugins)}", err=True)
     from .compare import Thresholds, min_testable_samples
 
     need = min_testable_samples(Thresholds().alpha)
@@ -238,6 +310,17 @@ def validate(file: Path = typer.Argument(..., help="scenario YAML file")) -> Non
                    f"(`perfsuite compare` lists them as untestable); set timing.min_reps >= {need} for runs "
                    f"meant for the gate", err=True)
     _echo_extrapolation_plan(file, sc, len(points))
+
+
+# -------------------------------------------------------------------------------------- schema
+@app.command()
+def schema(markdown: bool = typer.Option(False, "--markdown", help="print the key reference of "
+                                         "docs/scenarios.md instead")) -> None:
+    """Print the JSON Schema of scenario files (draft 2020-12; the repository ships it as
+    scenario.schema.json for editors' YAML language servers)."""
+    from .scenario.reference import json_schema_text, markdown_reference
+
+    typer.echo(markdown_reference() if markdown else json_schema_text(), nl=False)
 
 
 def _echo_extrapolation_plan(file: Path, sc, n_points: int) -> None:
@@ -347,13 +430,15 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
 # -------------------------------------------------------------------------------------- report
 @app.command()
 def report(run_dirs: list[Path] = typer.Argument(..., help="run folders"),
-           out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default: the first run)")) -> None:
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default: the first run)"),
+           progress: bool = typer.Option(True, "--progress/--no-progress",
+                                         help="draw a progress bar (only when stderr is a terminal)")) -> None:
     """Build report.md, report.html and plots from run folders."""
     missing = [str(d) for d in run_dirs if not (d / "results.jsonl").exists() and not d.is_file()]
     if missing:
         fail(f"no results.jsonl in {', '.join(missing)} (expected run folders)")
     try:
-        _build_report(list(run_dirs), out_dir or run_dirs[0])
+        _build_report(list(run_dirs), out_dir or run_dirs[0], progress)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
 
@@ -473,24 +558,34 @@ def internal_error(command: str, exc: BaseException) -> None:
 def profile_(scenario: Path = typer.Argument(..., help="scenario YAML file"),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="folder (default reports/<scenario>-profile-<timestamp>/)"),
              device: Optional[Device] = typer.Option(None, help="auto|cpu|cuda (default: the scenario's device)"),
-             match: Optional[str] = typer.Option(None, help="profile only points whose key contains this text"),
+             match: Optional[str] = typer.Option(None, help="profile only the points whose key "
+                                                 "(neuron/backend/mode/precision/T/B/F/workload) holds these "
+                                                 "'/'-separated segments in a row, each matched whole, shell "
+                                                 "wildcards inside a segment: 'psn' (not masked_psn), "
+                                                 "'psn/*/train', 'train/bf16'"),
              steps: int = typer.Option(3, min=1, help="profiled calls per point (after one warm-up call)"),
-             top: int = typer.Option(10, min=1, help="kernels listed per point")) -> None:
+             top: int = typer.Option(10, min=1, help="kernels listed per point"),
+             progress: bool = typer.Option(True, "--progress/--no-progress",
+                                           help="draw a progress bar (only when stderr is a terminal)")) -> None:
     """Record a torch.profiler trace per point (traces/, also a TensorBoard logdir) and check that each
     backend ran what it claims; exit 1 on an identity mismatch."""
-    from .profile import PROFILES_FILE, profile_points
+    from .profile import PROFILES_FILE, point_matches, profile_points
+    from .runner import _progress
 
     sc = _load(scenario)
     try:
-        points = [p for p in sc.points(device.value if device else None) if match is None or match in p.key]
+        points = [p for p in sc.points(device.value if device else None) if match is None or point_matches(match, p.key)]
     except ValueError as exc:
         fail(str(exc))
     if not points:
-        fail(f"no point of {scenario} matches --match {match!r}")
+        fail(f"no point of {scenario} matches --match {match!r} (segments of neuron/backend/mode/precision/T/B/F/"
+             "workload, e.g. 'psn' or 'psn/*/train')")
     out_dir = out_dir or Path("reports") / f"{sc.name}-profile-{datetime.now():%Y%m%d-%H%M%S}"
     if (out_dir / PROFILES_FILE).exists():
         fail(f"{out_dir} already holds {PROFILES_FILE}; choose another --out folder")
-    rows = profile_points(points, out_dir, steps=steps, top=top)
+    with _progress(progress and err.is_terminal, err, len(points)) as advance:
+        rows = profile_points(points, out_dir, steps=steps, top=top,
+                              on_point=lambda row: advance(f"{row['key'].split('#')[0]}: {row['status']}"))
     table = Table("point", "status", "identity", "top kernel / op", "detail")
     for row in rows:
         blk = row["profile"] or {}

@@ -33,11 +33,15 @@ checked against what ran):
 """
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import importlib
 import json
 import os
 import pkgutil
 import re
+import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -52,7 +56,63 @@ COMPILED_REGION = "Torch-Compiled Region"
 IDENTITIES = ("ok", "mismatch", "unverified")
 
 
+#: the status lines libkineto (torch.profiler's C++ backend) writes to the process's stderr at every
+#: profiler start and stop, e.g. ``USDT:2026-12-01 12:00:00 123:123 SyncActivityProfilerHandler.cpp:52]
+#: profiler_start``; no log level turns them off, so `quiet_profiler` drops exactly these lines
+KINETO_CHATTER = re.compile(r"^USDT:\S+ \S+ \d+:\d+ [\w.]+:\d+\] ")
+
+
+# ---------------------------------------------------------------------------------------- selection
+def point_matches(pattern: str, key: str) -> bool:
+    """Whether ``pattern`` selects the point ``key`` (`perfsuite.results.point_key`:
+    ``neuron/backend/mode/precision/T/B/F/workload#hash``; the ``#hash`` takes no part).
+
+    The pattern is split at ``/`` into segments; leading and trailing slashes are ignored. It matches when
+    its segments match consecutive segments of the key, each one whole, with shell wildcards inside a
+    segment (``*``, ``?``, ``[...]``; a wildcard never crosses a ``/``). So ``psn`` selects the neuron
+    psn and not masked_psn or spsn, ``psn/*/train`` selects psn on any backend in train mode,
+    ``train/bf16`` every training point in bf16, and ``*psn`` every neuron whose name ends in psn."""
+    want = pattern.strip("/").split("/")
+    if "" in want:
+        raise ValueError(f"--match {pattern!r} is invalid; expected key segments separated by '/', e.g. "
+                         "'psn', 'psn/*/train' or 'lif/eager'")
+    have = key.split("#", 1)[0].split("/")
+    return any(all(fnmatch.fnmatchcase(h, w) for h, w in zip(have[i:i + len(want)], want))
+               for i in range(len(have) - len(want) + 1))
+
+
 # ---------------------------------------------------------------------------------------- recording
+@contextlib.contextmanager
+def quiet_profiler():
+    """Drop libkineto's start/stop chatter (`KINETO_CHATTER`) from the process's stderr while the block
+    runs. It is written by C++ straight to file descriptor 2, so fd 2 goes to a temporary file for the
+    block and every other line (warnings, real errors) is written back to stderr afterwards, in order."""
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # no real stderr (embedded interpreter): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for stream in (sys.stderr, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            for stream in (sys.stderr, sys.__stderr__):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not KINETO_CHATTER.match(line)]
+            if kept:
+                os.write(fd, "".join(kept).encode("utf-8"))
+
+
 def point_slug(key: str) -> str:
     """A file-system-safe folder name for a point key (``lif/eager/...#hash`` -> ``lif_eager_..-hash``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key.replace("#", "-")).strip("_") or "point"
@@ -77,7 +137,8 @@ def record_trace(fn: Callable[[], Any], run_dir: str | os.PathLike, key: str, *,
     out = Path(run_dir) / TRACE_DIR / point_slug(key)
     before = set(out.glob("*.pt.trace.json")) if out.exists() else set()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=activities, on_trace_ready=tensorboard_trace_handler(str(out), worker_name="perfsuite")):
+    with quiet_profiler(), profile(activities=activities,
+                                   on_trace_ready=tensorboard_trace_handler(str(out), worker_name="perfsuite")):
         for _ in range(steps):
             fn()
         sync()

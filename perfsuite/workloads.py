@@ -25,9 +25,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import neurons, scenario
+from . import neurons
 from .measure.activity import activity as activity_stats
 from .measure.activity import layer_rate
+from .neurons import plugins
 from .neurons.base import CORE_BACKENDS, Neuron
 from .neurons.spec import dtype_bytes
 
@@ -57,7 +58,7 @@ def build_neuron(point, backend: str | None = None, features: int | None = None)
     params = dict(point.neuron_params or {})
     if features is not None and "features" in params:
         params["features"] = features
-    return scenario.build_neuron(point.neuron, backend=backend or point.backend, seq_len=point.seq_len,
+    return plugins.build_neuron(point.neuron, backend=backend or point.backend, seq_len=point.seq_len,
                                  params=params)
 
 
@@ -96,7 +97,7 @@ def unsupported_reason(point, device: str) -> str | None:
     Raises ValueError when the neuron does not resolve (a user mistake, not a limitation)."""
     if getattr(point, "unsupported", None):
         return point.unsupported
-    spec = scenario.neuron_spec(point.neuron)
+    spec = plugins.neuron_spec(point.neuron)
     if point.backend not in CORE_BACKENDS:
         try:
             neurons.backend_impl(spec.name, point.backend)
@@ -124,7 +125,7 @@ def point_spec(point):
     except (ValueError, TypeError):
         raise
     except Exception:  # an op the meta device lacks: the class's spec
-        return scenario.neuron_spec(point.neuron)
+        return plugins.neuron_spec(point.neuron)
 
 
 def _param_count(point) -> int:
@@ -222,7 +223,7 @@ class Workload:
             raise ValueError(f"precision={point.precision!r} is not known; expected one of {list(PRECISIONS)}")
         self.point, self.device = point, device
         self.dtype = PRECISIONS[point.precision]
-        self.spec = scenario.neuron_spec(point.neuron)
+        self.spec = plugins.neuron_spec(point.neuron)
         self.target_rate = workload_param(point, "target_rate")
         gen = torch.Generator().manual_seed(int(point.seed))
         torch.manual_seed(int(point.seed))

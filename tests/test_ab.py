@@ -174,6 +174,7 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ a real job
+@pytest.mark.slow  # two servers importing torch and 12 forked rounds: about 8 s on 2 loaded cores
 def test_real_interleaved_job_on_the_cpu(tmp_path):
     """Both sides are this checkout (A/A): two servers, a forked process per round, a run folder per side
     that `perfsuite report` reads, ab.json and ab.md; the verdict is not a regression."""

@@ -417,3 +417,63 @@ def test_bad_setting_in_a_claim_is_named(tmp_path):
                  " measure: {kind: speedup, neuron: a, baseline: b, neurons: {low: 1}}}\n")
     with pytest.raises(ValueError, match=r"claims\[0\] \(z\) measure.neurons=\{'low': 1\}"):
         A.load_claims(p)
+
+
+def test_frame_of_an_extrapolation_only_run_raises_no_pandas_deprecation(tmp_path):
+    """An extrapolation-only run has no mode/workload column: filling it must not warn (#14 item 10)."""
+    import warnings
+
+    run = make_run(tmp_path / "ex", neurons=(), extrapolation={"neurons": ["dsn", "psn"], "train_len": 64,
+                                                                "eval_lens": [64, 128]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pandas4Warning is a DeprecationWarning
+        df = A.frame(A.load_runs([run]))
+        A.analyse(A.load_runs([run]), n_boot=0)
+    assert set(df["mode"]) == {"—"} and set(df["kind"]) == {"extrapolation"}
+
+
+def test_frame_of_rows_without_kind_raises_no_pandas_deprecation(tmp_path):
+    """Rows written before ``kind`` existed are timed points; filling the missing column must not warn."""
+    import warnings
+
+    run = make_run(tmp_path / "old", neurons=("lif",), backends=("eager",), seq_lens=(64, 128), modes=("forward",),
+                   samples=3)
+    rows = [json.loads(line) for line in (run / RESULTS_FILE).read_text().splitlines()]
+    (run / RESULTS_FILE).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "kind"}) + "\n"
+                                            for r in rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = A.frame(A.load_runs([run]))
+    assert set(df["kind"]) == {"bench"} and len(A.bench_ok(df)) == 2
+
+
+def test_analysis_and_report_import_only_modules_below_them():
+    """One-way flow (#15): analysis imports nothing above it, and the report's plots never read rows or call
+    into analysis beyond the figure specs (checked on the import statements, with ast)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(A.__file__).parent.parent
+
+    def imports(path: Path) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(path.relative_to(root.parent).with_suffix("").parts[:-node.level])
+                mod = f"{base}.{node.module}" if node.module else base
+                out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        return out
+
+    above = ("perfsuite.report", "perfsuite.compare", "perfsuite.runner", "perfsuite.cli", "perfsuite.scenario")
+    for path in sorted((root / "analysis").glob("*.py")):
+        bad = sorted(m for m in imports(path) if m.startswith(above))
+        assert bad == [], f"{path.name} imports {bad}"
+    plots = imports(root / "report" / "plots.py")
+    assert {m for m in plots if m.startswith("perfsuite.analysis")} <= {
+        "perfsuite.analysis.figures", "perfsuite.analysis.figures.FigurePlan", "perfsuite.analysis.figures.FigureSpec",
+        "perfsuite.analysis.figures.Style"}
+    assert not any(m.startswith(("perfsuite.results", "pandas.io")) for m in plots)
+    for path in sorted((root / "report").glob("*.py")):
+        assert not any(m.startswith(("perfsuite.cli", "perfsuite.runner")) for m in imports(path)), path.name

@@ -104,6 +104,7 @@ def test_merge_and_report_name_missing_folders(tmp_path):
     assert r.exit_code == 2 and "no results.jsonl" in r.output
 
 
+@pytest.mark.slow
 def test_run_end_to_end_records_the_command_and_builds_the_report(tmp_path):
     sc = write(tmp_path, {**GOOD, "neurons": ["lif"], "modes": ["forward"],
                           "timing": {"warmup_ms": 1, "rep_ms": 2, "min_reps": 3, "max_reps": 5}})

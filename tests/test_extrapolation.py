@@ -60,6 +60,7 @@ def _cfg(**kw):
     return ExtrapolationConfig(**base)
 
 
+@pytest.mark.slow
 def test_tiny_training_beats_marginal_baseline_and_evaluates_longer(tmp_path):
     rows = []
     n = run_extrapolation(_cfg(), tmp_path, device="cpu", run_id="r", scenario="t", write_row=rows.append)

@@ -135,6 +135,7 @@ def test_step_state_is_membrane_and_conv_buffer():
     torch.testing.assert_close(state[1], x[2:])  # the last k−1 inputs, oldest first
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_long_sequence_stable_and_within_convex_bounds(dtype):
     """T = 30 000, strong decay (τ = 0.25) and weak decay (τ = 16): finite, min(0, min X) ≤ H ≤ max(0, max X)."""
@@ -167,6 +168,7 @@ def test_long_sequence_gradients_finite():
     assert torch.isfinite(x.grad).all() and torch.isfinite(m.weight.grad).all() and torch.isfinite(m.bias.grad).all()
 
 
+@pytest.mark.slow
 def test_compiled_graph_does_not_grow_with_T():
     """The compiled backend traces one small graph at T = 30 000: no loop over T is unrolled."""
     from torch._dynamo import explain

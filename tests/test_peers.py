@@ -63,6 +63,7 @@ def test_gpu_lif_runs_a_fused_kernel():
     assert (s == ref).float().mean().item() >= 0.9999
 
 
+@pytest.mark.slow
 def test_runner_records_which_spikingjelly_implementation_ran(tmp_path):
     from perfsuite.results import read_rows
     from perfsuite.runner import run_points

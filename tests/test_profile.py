@@ -182,6 +182,7 @@ TINY_RUN = {"name": "tiny_profile", "device": "cpu", "seed": 0, "neurons": ["lif
             "metrics": ["time"], "timing": {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 5}}
 
 
+@pytest.mark.slow
 def test_run_profile_puts_a_profile_block_in_each_row_and_the_report_shows_it(tmp_path):
     """A real run with --profile (spawned worker, eager + compiled with the test's aot_eager backend)."""
     import yaml
@@ -221,6 +222,7 @@ def test_run_profile_puts_a_profile_block_in_each_row_and_the_report_shows_it(tm
     assert 'id="kernels"' in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_profiling_failure_keeps_the_timing_row(tmp_path):
     """A real run whose traces cannot be written (``traces`` is a file): rows stay ok with their times,
     ``profile`` is null and ``profile_reason`` says why."""

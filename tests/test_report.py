@@ -78,7 +78,7 @@ def test_files_are_written_next_to_the_run_by_default(one_run):
     assert (run / "report.md").is_file()
     pngs = sorted(p.stem for p in (run / "plots").glob("*.png"))
     svgs = sorted(p.stem for p in (run / "plots").glob("*.svg"))
-    assert pngs == svgs == ["extrapolation", "memory", "throughput", "time"]  # energy was not measured
+    assert pngs == svgs == ["extrapolation", "memory", "roofline", "throughput", "time"]  # energy not measured
     for p in (run / "plots").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for p in (run / "plots").glob("*.svg"):
@@ -166,7 +166,9 @@ def test_several_runs_side_by_side(two_runs):
     assert "## Runs side by side" in md
     assert "ratio: GPU B · b" in md
     stems = {p.stem for p in (out / "plots").glob("*.png")}
-    assert {"time-gpu-a-a", "time-gpu-b-b"} <= stems
+    # one figure per quantity with both runs overlaid (the run is the line style), not one per run
+    assert stems == {"time", "memory", "energy", "throughput", "roofline"}
+    assert "Runs overlaid, told apart by line style" in md
     page = _parse(html.read_text())
     assert len(page.imgs) == len(stems)
 
@@ -176,7 +178,7 @@ def test_rebuilding_into_a_folder_drops_old_plots(two_runs, tmp_path):
     out = html.parent
     build_report([a], out, **FAST)
     stems = {p.stem for p in (out / "plots").glob("*.png")}
-    assert stems == {"time", "memory", "energy", "throughput"}
+    assert stems == {"time", "memory", "energy", "throughput", "roofline"}
     assert "Runs side by side" not in (out / "report.md").read_text()
 
 
@@ -343,8 +345,8 @@ def test_neurons_are_listed_in_registry_order_in_tables_and_legends(tmp_path):
     assert list(dict.fromkeys(backends)) == expected
     # the figures' legend and colours follow the same order
     an = A.analyse(A.load_runs([run]), n_boot=0)
-    ok = A.bench_ok(an.df)
-    fig = plots._facet(ok, A.TIME, "ms", plots._palette(ok["neuron"]), ["compiled", "eager"], "t")
+    plan = A.figure_specs(an)
+    fig = plots.draw(plan.of("time")[0], plan.style)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[:len(expected)] == expected
-    assert list(plots._palette(ok["neuron"])) == expected
+    assert list(plan.style.palette) == expected

@@ -49,6 +49,7 @@ def every_status_points():
     return points
 
 
+@pytest.mark.slow
 def test_full_run_writes_a_row_per_point_with_every_status(tmp_path):
     points = every_status_points()
     result = run_points(points, tmp_path, progress=False)
@@ -107,6 +108,7 @@ def _scenario_file(tmp_path, **over) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_resume_after_killing_the_run_loses_and_duplicates_nothing(tmp_path):
     path, out = _scenario_file(tmp_path), tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -136,6 +138,7 @@ def test_resume_after_killing_the_run_loses_and_duplicates_nothing(tmp_path):
     assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
 
 
+@pytest.mark.slow
 def test_shards_partition_the_sweep_and_merge_joins_them(tmp_path):
     with pytest.raises(ValueError, match="1 <= i <= n"):
         parse_shard("0/2")

@@ -219,7 +219,7 @@ def test_keys_are_stable_across_processes():
 
 
 def test_point_fields_follow_the_row_schema(tmp_path):
-    sc = scenario(tmp_path, neurons=[{"name": "lif", "params": {"tau": 3.0}}], batch=[3], features=[5])
+    sc = scenario(tmp_path, neurons=[{"name": "lif", "params": {"tau": 3.0}}], batch=[3], features=[5], device="cpu")
     (p,) = sc.points()
     f = p.fields()
     json.dumps(f, allow_nan=False)  # JSON-ready

@@ -8,7 +8,8 @@ A neuron family module (lif.py, psn.py, ...) writes the math as functions and su
   bounded time (LIF: a Python loop over T), and ``init_state`` / ``step`` for serial inference.
 
 Other backends (``triton``, peers) are functions ``fn(module, x) -> spikes`` registered in
-`perfsuite.neurons.registry` under (neuron name, backend name).
+the backend table `perfsuite.neurons.backends` under (neuron name, backend name). This module imports
+that table, never the registry of neuron classes (which imports this module).
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .backends import CORE_BACKENDS, backend_impl
 from .spec import NeuronSpec
 
-#: backends every built-in neuron has; others (triton, peers) come from the backend registry
-CORE_BACKENDS = ("reference", "eager", "compiled")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 #: torch.compile backend of the `compiled` backend. Inductor by default; the CPU test suite sets
 #: PERFSUITE_COMPILE_BACKEND=aot_eager for most tests because Inductor's C++ builds take tens of
@@ -78,8 +78,6 @@ class Neuron(nn.Module):
             return self.forward_reference(x_seq.to(torch.float64)).to(x_seq.dtype)
         if self.backend == "compiled":
             return self.forward_compiled(x_seq)
-        from .registry import backend_impl
-
         return backend_impl(self.spec.name, self.backend)(self, x_seq)
 
     def forward_reference(self, x_seq: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

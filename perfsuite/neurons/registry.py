@@ -1,43 +1,26 @@
-"""Registry of neuron classes and of extra backends (triton, peers).
+"""Registry of neuron classes: ``@register`` makes a `Neuron` subclass buildable by name.
 
-Neuron classes register with ``@register``; a backend other than reference/eager/compiled registers a
-function ``fn(module, x_seq) -> spikes`` with ``register_backend(neuron, backend, fn)``. Backends that
-live in optional packages are found through *providers*: modules imported on first use (so `import
-perfsuite` never imports triton or spikingjelly).
+Extra backends (triton, peers) live in the backend table, `perfsuite.neurons.backends`; their functions are
+re-exported here. Imports go one way: registry -> base, backends, spec (base never imports the registry).
 """
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 import inspect
 from dataclasses import replace
-from typing import Callable
 
-from .base import CORE_BACKENDS, Neuron
+from .backends import (  # noqa: F401  (re-exported: the registry's public names)
+    CORE_BACKENDS,
+    available_backends,
+    backend_impl,
+    backend_names,
+    closest,
+    register_backend,
+    suggest,
+)
+from .base import Neuron
 from .spec import NeuronSpec
 
 _NEURONS: dict[str, type[Neuron]] = {}
-_BACKENDS: dict[tuple[str, str], Callable] = {}
-#: backend name -> (module that registers it when imported, the library it needs, the install hint shown
-#: when that library is missing)
-_PROVIDERS: dict[str, tuple[str, str, str]] = {
-    "triton": ("perfsuite.kernels", "triton", "pip install 'perfsuite[triton]'"),
-    "spikingjelly": ("perfsuite.peers.spikingjelly", "spikingjelly", "pip install 'perfsuite[peers]'"),
-}
-_PROVIDER_ERRORS: dict[str, str] = {}
-
-
-def closest(value, choices) -> str:
-    """The choice closest to ``value`` (difflib), '' when none is close."""
-    match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return match[0] if match else ""
-
-
-def suggest(value: str, choices) -> str:
-    """' (did you mean X?)' for a close match, else ''."""
-    match = closest(value, choices)
-    return f" (did you mean {match!r}?)" if match else ""
 
 
 def constructor_params(cls: type) -> dict:
@@ -57,47 +40,10 @@ def register(cls: type[Neuron]) -> type[Neuron]:
     return cls
 
 
-def register_backend(neuron: str, backend: str, fn: Callable) -> None:
-    """Add backend ``backend`` for neuron ``neuron``: ``fn(module, x_seq) -> spikes``."""
-    _BACKENDS[(neuron, backend)] = fn
-
-
-def _load_provider(backend: str) -> None:
-    if backend not in _PROVIDERS or backend in _PROVIDER_ERRORS:
-        return
-    module, library, hint = _PROVIDERS[backend]
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        # the install hint only when the library itself is missing (not e.g. triton without a GPU)
-        missing = importlib.util.find_spec(library) is None
-        _PROVIDER_ERRORS[backend] = f"backend {backend!r} is not available: {exc}" + (f"; {hint}" if missing else "")
-
-
-def backend_names() -> list[str]:
-    """Every backend name perfsuite knows (available or not on this machine)."""
-    extra = {b for (_, b) in _BACKENDS} | set(_PROVIDERS)
-    return list(CORE_BACKENDS) + sorted(extra)
-
-
 def backends_of(name: str) -> list[str]:
     """Backends available for neuron ``name`` on this machine (loads optional providers)."""
     _check_name(name)
-    for b in _PROVIDERS:
-        _load_provider(b)
-    return list(CORE_BACKENDS) + sorted(b for (n, b) in _BACKENDS if n == name)
-
-
-def backend_impl(name: str, backend: str) -> Callable:
-    _load_provider(backend)
-    fn = _BACKENDS.get((name, backend))
-    if fn is None:
-        if backend in _PROVIDER_ERRORS:
-            raise ValueError(_PROVIDER_ERRORS[backend])
-        available = backends_of(name)
-        raise ValueError(f"neuron {name!r} has no backend {backend!r}; available: {available}"
-                         + suggest(backend, available))
-    return fn
+    return available_backends(name)
 
 
 def _check_name(name: str) -> type[Neuron]:

@@ -1,6 +1,6 @@
-"""What a report says, independent of its format: sections made of paragraphs, code, tables and figures,
-with every number already formatted. `markdown` and `html` only lay these blocks out, so both formats
-always show the same content.
+"""What a report says: the sections in reading order (`build_content`). This module fills the environment,
+headline, scaling and backend sections; `sections` the rest (kernels, roofline, activity, extrapolation,
+claims, points not ok, runs side by side, the appendix).
 
 A value that is missing is printed as "—" and the table's notes say why (the row's ``*_reason``, the
 point's status, or what the run lacks).
@@ -8,150 +8,45 @@ point's status, or what the run lacks).
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import analysis as A
+from ..analysis import setting_label
+from .blocks import (
+    DASH,
+    NOISY_MARK,
+    Alert,
+    Code,
+    Figure,
+    Paragraph,
+    Report,
+    Section,
+    Table,
+    _finite,
+    _in_order,
+    fmt_int,
+    fmt_interval,
+    fmt_ms,
+    fmt_num,
+    fmt_x,
+)
+from .sections import (
+    activity_section,
+    appendix_section,
+    claims_section,
+    comparison_section,
+    extrapolation_section,
+    kernels_section,
+    not_ok_section,
+    roofline_section,
+)
 
-DASH = "—"
-MODE_ORDER = {"forward": 0, "train": 1, "step": 2}
-#: the identity cell of a point whose trace contradicts its backend label (HTML colours it)
-MISMATCH = "⚠ mismatch"
-#: kernels listed per profiled point (the block keeps up to `perfsuite.profile.DEFAULT_TOP`)
-KERNELS_SHOWN = 5
+__all__ = ["build_content"]
 
-
-@dataclass
-class Paragraph:
-    text: str
-    kind: str = "paragraph"
-
-
-@dataclass
-class Alert:
-    """A paragraph the reader must not miss (e.g. a backend identity mismatch): bold in Markdown, a
-    coloured box in HTML."""
-
-    text: str
-    kind: str = "alert"
-
-
-@dataclass
-class Code:
-    text: str
-    kind: str = "code"
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[str]]
-    caption: str | None = None
-    notes: list[str] = field(default_factory=list)
-    kind: str = "table"
-
-
-@dataclass
-class Figure:
-    """A plot written to ``plots/<name>.png`` and ``plots/<name>.svg``."""
-
-    name: str
-    title: str
-    caption: str
-    png: Path
-    svg: Path
-    kind: str = "figure"
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    blocks: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    title: str
-    subtitle: str
-    sections: list[Section]
-
-    def figures(self) -> list[Figure]:
-        return [b for s in self.sections for b in s.blocks if isinstance(b, Figure)]
-
-
-# ------------------------------------------------------------------------------------------ formatting
-
-def _finite(v: Any) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt_ms(v: Any) -> str:
-    """A time given in ms, in the unit that keeps three significant digits readable."""
-    if not _finite(v):
-        return DASH
-    v = float(v)
-    if v < 1:
-        return f"{v * 1e3:.3g} µs"
-    if v < 1e3:
-        return f"{v:.3g} ms"
-    return f"{v / 1e3:.3g} s"
-
-
-def fmt_x(v: Any) -> str:
-    return f"{float(v):.3g}×" if _finite(v) else DASH
-
-
-def fmt_num(v: Any, digits: int = 3) -> str:
-    return f"{float(v):.{digits}g}" if _finite(v) else DASH
-
-
-def fmt_pct(v: Any) -> str:
-    return f"{100 * float(v):.3g} %" if _finite(v) else DASH
-
-
-def fmt_int(v: Any) -> str:
-    return str(int(v)) if _finite(v) else DASH
-
-
-def setting_label(row: Any) -> str:
-    """``fp32 · layer · B=8 F=128`` (the settings besides run and mode)."""
-    parts = [str(row["precision"]), str(row["workload"])]
-    if _finite(row["batch"]) and row["batch"] >= 0:
-        parts.append(f"B={int(row['batch'])} F={int(row['features'])}")
-    return " · ".join(parts)
-
-
-def _in_order(an: A.Analysis, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """``df`` sorted by ``cols``, runs in the order they were given (not alphabetically), modes as
-    forward, train, step, and neurons (``neuron``, ``other``) in registry order (`analysis.neuron_rank`)."""
-    runs = {r.label: i for i, r in enumerate(an.runs)}
-
-    def key(col: pd.Series) -> pd.Series:
-        if col.name == "run":
-            return col.astype(str).map(runs)
-        if col.name == "mode":
-            return col.map(lambda m: (MODE_ORDER.get(m, 9)))
-        if col.name in ("neuron", "other"):
-            return col.map(A.neuron_rank(col.unique()))
-        return col
-
-    return df.sort_values(cols, key=key)
-
-
-def _mode_sorted(values: Iterable[str]) -> list[str]:
-    return sorted(set(values), key=lambda m: (MODE_ORDER.get(m, 9), m))
-
-
-# ------------------------------------------------------------------------------------------- sections
 
 def _env_value(v: Any) -> str:
     """An env.json value as text: floats to 4 significant digits (measured rates, not identifiers)."""
@@ -241,6 +136,26 @@ def _reproduce_blocks(env: dict[str, Any]) -> list[Any]:
     return [Paragraph(f"{DASH} env.json has no `command` entry (nor `reproduce`), so the exact command is unknown.")]
 
 
+def _time_cell(r: Any) -> str:
+    """``1.23 ms [1.2–1.27 ms] (eager)``, with ``⚠ noisy`` when the interval is missing or wider than ±20 %."""
+    text = f"{fmt_ms(r[A.TIME])} {fmt_interval(r[A.TIME], r['ci_lo'], r['ci_hi'])}"
+    return text + (f" {NOISY_MARK}" if r["noisy"] else "") + f" ({r['backend']})"
+
+
+def _speedup_cell(r: Any, base: str) -> tuple[str, str | None]:
+    """(``12.3× [11.8–12.9]``, or ``⚠ noisy`` with a note when either time is noisy: a speed-up is shown only
+    with its bound) of one baseline."""
+    col = f"speedup_over_{base}"
+    v = r[col]
+    if not _finite(v):
+        return DASH, f"{DASH} in the speed-up: {r[f'{col}_reason']}"
+    if r["neuron"] == base:
+        return fmt_x(v), None
+    if not (_finite(r[f"{col}_lo"]) and _finite(r[f"{col}_hi"])):
+        return NOISY_MARK, f"{NOISY_MARK}: no speed-up is shown, as it has no bound: {r[f'{col}_bound_reason']}"
+    return f"{fmt_x(v)} [{fmt_num(r[f'{col}_lo'])}–{fmt_num(r[f'{col}_hi'])}]", None
+
+
 def headline_section(an: A.Analysis) -> Section:
     sec = Section("headline", "Headline: the fastest backend per neuron and sequence length")
     sp = an.speedups
@@ -248,12 +163,20 @@ def headline_section(an: A.Analysis) -> Section:
         sec.blocks.append(Paragraph(f"{DASH} no timed point succeeded, so there is nothing to rank."))
         return sec
     unranked = " and ".join(f"`{b}`" for b in A.NOT_RANKED)
+    pct = f"±{A.NOISY:.0%}".replace("%", " %")
     sec.blocks.append(Paragraph(
-        "Each cell is the neuron's fastest backend at that sequence length T and its median time; the float64 "
+        "Each cell is the neuron's fastest backend at that sequence length T, its median time and the interval "
+        "of that median (the row's `time.ci95_ms`); the float64 "
         f"{unranked} backend is left out of the ranking (it is the test oracle, slow on purpose, not a way to "
-        "run a neuron), here and in the speed-ups. The speed-up "
+        f"run a neuron), here and in the speed-ups. {NOISY_MARK}: the interval reaches beyond {pct} of the median "
+        "(or the row has none), so the time is not a finding. The speed-up "
         "tables divide the best LIF time, and the best PSN time, by the neuron's best time at the same settings "
-        "(> 1 = the neuron is faster)."))
+        "(> 1 = the neuron is faster); the bound in brackets is [baseline low / neuron high, baseline high / "
+        "neuron low] from the two intervals; a speed-up is shown only when neither time is noisy."))
+    n_noisy = int(sp["noisy"].sum())
+    if n_noisy:
+        sec.blocks.append(Alert(f"{n_noisy} of {len(sp)} headline times are noisy (interval wider than {pct} or "
+                                "missing): repeat the run on a quiet machine before reading them as findings."))
     failed = an.df[(an.df["kind"] == "bench") & (an.df["status"] != "ok")]
     group_keys = ["run", "precision", "workload", "device", "batch", "features", "mode"]
     sp = _in_order(an, sp, group_keys + ["neuron", "seq_len"])
@@ -264,20 +187,20 @@ def headline_section(an: A.Analysis) -> Section:
         fails = failed[(failed["run"] == info["run"]) & (failed["mode"] == info["mode"]) &
                        (failed["precision"] == info["precision"]) & (failed["batch"] == info["batch"]) &
                        (failed["features"] == info["features"])]
-        time_rows, sp_rows, notes = [], [], set()
+        time_rows, sp_rows, notes, sp_notes = [], [], set(), set()
         for n in neurons:
             gn = g[g["neuron"] == n].set_index("seq_len")
             trow, srow = [n], [n]
             for T in Ts:
                 if T in gn.index:
                     r = gn.loc[T]
-                    trow.append(f"{fmt_ms(r[A.TIME])} ({r['backend']})")
+                    trow.append(_time_cell(r))
                     cells = []
                     for base in A.BASELINES:
-                        v = r[f"speedup_over_{base}"]
-                        cells.append(fmt_x(v))
-                        if not _finite(v):
-                            notes.add(f"{DASH} in the speed-up: {r[f'speedup_over_{base}_reason']}")
+                        cell, note = _speedup_cell(r, base)
+                        cells.append(cell)
+                        if note:
+                            sp_notes.add(note)
                     srow.append(" · ".join(cells))
                 else:
                     st = sorted(set(fails[(fails["neuron"] == n) & (fails["seq_len"] == T)]["status"]))
@@ -291,7 +214,7 @@ def headline_section(an: A.Analysis) -> Section:
         sec.blocks.append(Table(["neuron"] + [f"T={T}" for T in Ts], time_rows, caption=f"Best time — {title}",
                                 notes=sorted(notes)))
         sec.blocks.append(Table(["neuron"] + [f"T={T}" for T in Ts], sp_rows,
-                                caption=f"Speed-up over LIF · over PSN — {title}"))
+                                caption=f"Speed-up over LIF · over PSN — {title}", notes=sorted(sp_notes | notes)))
     return sec
 
 
@@ -377,247 +300,13 @@ def backends_section(an: A.Analysis) -> Section:
     return sec
 
 
-def roofline_section(an: A.Analysis) -> Section:
-    sec = Section("roofline", "Roofline")
-    for run in an.runs:
-        bw, _, why = A._peaks(run.env, "fp32")
-        roof = run.env.get("roofline")
-        if isinstance(roof, dict):
-            tf = roof.get("matmul_tflops")
-            tf_s = ", ".join(f"{k} {fmt_num(v)}" for k, v in tf.items()) if isinstance(tf, dict) else fmt_num(tf)
-            sec.blocks.append(Paragraph(f"{run.label}: measured copy bandwidth {fmt_num(bw)} GB/s, matmul "
-                                        f"TFLOP/s {tf_s or DASH}."))
-        else:
-            sec.blocks.append(Paragraph(f"{run.label}: {DASH} {why}; fractions cannot be computed, achieved rates "
-                                        "are still shown."))
-    rf = an.roofline
-    if rf.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ok timed points."))
-        return sec
-    idx = rf.groupby(A.SETTING + ["neuron", "backend"], observed=True)["seq_len"].idxmax()
-    top = _in_order(an, rf.loc[idx], ["run", "mode", "precision", "neuron", "backend"])
-    several = len(an.runs) > 1
-    rows, notes = [], set()
-    for _, r in top.iterrows():
-        if isinstance(r["reason"], str):
-            notes.add(f"{DASH}: {r['reason']}")
-        rows.append(([r["run"]] if several else []) + [
-            r["neuron"], r["backend"], r["mode"], setting_label(r), str(int(r["seq_len"])), fmt_num(r["intensity"]),
-            fmt_num(r["achieved_gbs"]), fmt_num(r["achieved_tflops"]), fmt_pct(r["fraction"]), r["bound"] or DASH])
-    sec.blocks.append(Table((["run"] if several else []) + [
-        "neuron", "backend", "mode", "settings", "T", "FLOP/byte", "GB/s", "TFLOP/s", "of roofline", "bound"], rows,
-        caption="Achieved rates at the largest measured T, from the neuron's analytic cost", notes=[(
-            "Bytes are the neuron's minimum traffic (a floor), so GB/s is a lower bound of what moved. The roof is "
-            "min(measured matmul peak, intensity × measured copy bandwidth); element-wise work cannot reach the "
-            "matmul peak, so memory-bound fractions are the meaningful ones."), *sorted(notes)]))
-    return sec
-
-
-def activity_section(an: A.Analysis) -> Section:
-    sec = Section("activity", "Firing rates and energy")
-    act = an.activity
-    if act.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ok timed points, so no firing rates."))
-        return sec
-    several = len(an.runs) > 1
-    rows, notes = [], set()
-    for _, r in _in_order(an, act, ["run", "precision", "workload", "neuron"]).iterrows():
-        for col, rcol, what in (("firing_rate", "firing_rate_reason", "firing rate"),
-                                ("modelled_j_per_gstep", "modelled_reason", "modelled energy"),
-                                ("measured_j_per_gstep", "measured_reason", "measured energy")):
-            if not _finite(r[col]) and r[rcol]:
-                notes.add(f"{DASH} ({what}): {r[rcol]}")
-        layers = ", ".join(fmt_num(v) for v in r["per_layer"]) if isinstance(r["per_layer"], list) else DASH
-        rows.append(([r["run"]] if several else []) + [
-            r["neuron"], f"{r['precision']} · {r['workload']}", fmt_num(r["firing_rate"]),
-            fmt_num(r["silent_fraction"]), layers, fmt_num(r["modelled_j_per_gstep"]),
-            fmt_num(r["measured_j_per_gstep"]), str(r["n_points"])])
-    sources = sorted({s for s in act["modelled_source"] if isinstance(s, str)})
-    if sources:
-        notes.add("Modelled energy: " + "; ".join(sources))
-    sec.blocks.append(Table((["run"] if several else []) + [
-        "neuron", "settings", "firing rate", "silent fraction", "per layer", "modelled J / 10⁹ neuron-steps",
-        "measured J / 10⁹ neuron-steps", "points"], rows,
-        caption="Medians over the ok points of each neuron", notes=sorted(notes)))
-    return sec
-
-
-def extrapolation_section(an: A.Analysis, figures: dict[str, list[Figure]]) -> Section | None:
-    ex = an.extrapolation
-    if ex.empty:
-        return None
-    sec = Section("extrapolation", "Extrapolation: trained short, evaluated long")
-    sec.blocks += figures.get("extrapolation", [])
-    several = len(an.runs) > 1
-    rows, notes = [], set()
-    for _, r in _in_order(an, ex, ["run", "task", "neuron"]).iterrows():
-        if isinstance(r["reason"], str):
-            notes.add(f"{r['neuron']}: {r['reason']}")
-        rows.append(([r["run"]] if several else []) + [
-            r["neuron"], str(r["task"]), fmt_int(r["train_len"]), fmt_num(r["loss_train_len"]),
-            fmt_int(r["max_eval_len"]), fmt_num(r["loss_max_eval"]), fmt_num(r["optimal_loss_max_eval"]),
-            fmt_x(r["loss_ratio"]), "yes" if r["all_finite"] else "no"])
-    sec.blocks.append(Table((["run"] if several else []) + [
-        "neuron", "task", "train length", "loss at train length", "longest eval", "loss there", "optimal loss there",
-        "loss ratio", "all finite"], rows, caption="Loss at the training length and at the longest evaluation",
-        notes=sorted(notes)))
-    return sec
-
-
-def claims_section(an: A.Analysis) -> Section:
-    sec = Section("claims", "The papers' claims against this run")
-    cl = an.claims
-    if cl.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no claims loaded."))
-        return sec
-    sec.blocks.append(Paragraph(
-        "Each headline number of the PSN, SPSN, PSU and DSN papers that rows can speak to (perfsuite/claims.yaml). "
-        "Paper numbers come from other hardware, networks and code: a difference is a finding, not an error. "
-        "Only rows at the paper's setting (device, workload and, where the spec gives it, network size: the "
-        "settings in each claim's `measure`) are compared; a run whose rows of the claim's neurons all differ "
-        "from it gets \"not comparable\", naming the settings that differ. "
-        "Evidence: [P] paper text, [C] authors' code, [R] peer review, [S] secondary source (unverified), "
-        "[U] perfsuite's reading."))
-    several = len(an.runs) > 1
-    rows = []
-    for _, c in cl.iterrows():
-        pv = c["paper_value"]
-        pv = (f"{pv[0]}–{pv[1]}{c['unit']}" if isinstance(pv, (list, tuple)) else f"{pv}{c['unit']}")
-        rows.append(([c["run"]] if several else []) + [
-            f"{c['statement']} ({c['paper']})", pv, c["conditions"],
-            c["measured"] if isinstance(c["measured"], str) else DASH, c["verdict"],
-            c["difference"], f"{c['source']} {c['evidence'].split(']')[0]}]", c["how"] + (
-                f" Note: {c['note']}" if isinstance(c.get("note"), str) else "")])
-    sec.blocks.append(Table((["run"] if several else []) + [
-        "claim", "paper", "paper's conditions", "measured", "verdict", "difference", "source", "how measured"], rows))
-    return sec
-
-
-def not_ok_section(an: A.Analysis) -> Section:
-    sec = Section("not-ok", "Points not ok")
-    bad = an.not_ok
-    if bad.empty:
-        sec.blocks.append(Paragraph("Every point ran and is ok."))
-        return sec
-    several = len(an.runs) > 1
-    rows = []
-    for _, r in bad.iterrows():
-        T = fmt_int(r["seq_len"]) if r["kind"] == "bench" else f"eval {fmt_int(r['eval_len'])}"
-        rows.append(([r["run"]] if several else []) + [
-            str(r["status"]), str(r["reason"]) if isinstance(r["reason"], str) else DASH, str(r["neuron"]),
-            str(r["backend"]), str(r["mode"]), str(r["precision"]), T, str(r["kind"])])
-    sec.blocks.append(Table((["run"] if several else []) + [
-        "status", "reason", "neuron", "backend", "mode", "precision", "T", "kind"], rows))
-    return sec
-
-
-def comparison_section(an: A.Analysis) -> Section | None:
-    if len(an.runs) < 2:
-        return None
-    sec = Section("runs", "Runs side by side")
-    cmp_ = an.comparison
-    labels = [r.label for r in an.runs]
-    if cmp_.empty:
-        sec.blocks.append(Paragraph(f"{DASH} the runs share no ok timed point."))
-        return sec
-    ratio_cols = [f"ratio: {r}" for r in labels[1:]]
-    sec.blocks.append(Paragraph(f"Ratios are each run's median time over {labels[0]}'s at the same point "
-                                "(< 1 = faster than the first run)."))
-    cmp_ = _in_order(an, cmp_, ["neuron", "backend", "mode", "precision", "workload", "batch", "features",
-                                "seq_len"])
-    summ = []
-    for gk, g in cmp_.groupby(["neuron", "backend", "mode", "precision"], sort=False):
-        cells = []
-        for rc in ratio_cols:
-            v = g[rc].dropna()
-            cells.append(fmt_x(np.exp(np.log(v).mean())) if len(v) else DASH)
-        summ.append(list(gk) + cells)
-    sec.blocks.append(Table(["neuron", "backend", "mode", "precision"] + [f"geo-mean {c}" for c in ratio_cols], summ,
-                            caption="Geometric mean of the time ratios over the common lengths",
-                            notes=[f"{DASH}: no common ok point"]))
-    rows = []
-    for _, r in cmp_.iterrows():
-        rows.append([r["neuron"], r["backend"], r["mode"], r["precision"], str(int(r["seq_len"]))]
-                    + [fmt_ms(r[lab]) for lab in labels] + [fmt_x(r[rc]) for rc in ratio_cols])
-    sec.blocks.append(Table(["neuron", "backend", "mode", "precision", "T"] + labels + ratio_cols, rows,
-                            caption="Every common point", notes=[f"{DASH}: that run has no ok point there"]))
-    return sec
-
-
-def _kernels_cell(kernels: list[dict[str, Any]]) -> str:
-    """``name share`` of the first `KERNELS_SHOWN` kernels/ops of a profile block, by self time."""
-    if not isinstance(kernels, list) or not kernels:
-        return DASH
-    cells = [f"{k.get('name')} {fmt_pct(k.get('share'))}" for k in kernels[:KERNELS_SHOWN]]
-    more = len(kernels) - KERNELS_SHOWN
-    return "; ".join(cells) + (f"; +{more} more in the profile block" if more > 0 else "")
-
-
-_KERNEL_SOURCE = {"gpu_kernels": "GPU kernels", "cpu_ops": "CPU ops"}
-
-
-def kernels_section(an: A.Analysis) -> Section:
-    """Per profiled point: the backend identity verdict and the top kernels by self time, from rows of
-    ``perfsuite run --profile`` and from ``profiles.jsonl`` (``perfsuite profile``) in a run folder."""
-    sec = Section("kernels", "Kernels and backend identity")
-    kp = an.profiles
-    if kp.empty:
-        sec.blocks.append(Paragraph(
-            f"{DASH} no profiler traces in {'this run' if len(an.runs) == 1 else 'these runs'}. Record them with "
-            "`perfsuite run SCENARIO --profile` (each point is traced after it is timed; the row gets the "
-            "kernel summary) or `perfsuite profile SCENARIO --out RUN_DIR` (writes `profiles.jsonl` into the run "
-            "folder), then rebuild the report with `perfsuite report RUN_DIR`."))
-        return sec
-    sec.blocks.append(Paragraph(
-        "Each profiled point ran a few calls under torch.profiler after its timing (the trace never affects the "
-        "timed numbers). Identity checks the backend label against the trace: `triton` must launch perfsuite's "
-        "own Triton kernels, `compiled` must run the compiled region (and, with Inductor, generated kernels) but "
-        "none of perfsuite's kernels, `eager` and `reference` neither. `unverified`: the trace cannot tell (on a "
-        "CPU the Triton interpreter's launches are not recorded; peer libraries have no rule). Top kernels: "
-        "self time summed over the profiled calls, as a share of the trace's total self time (GPU kernels when "
-        "the trace has any, else CPU ops)."))
-    ids = kp["identity"]
-    counts = {v: int((ids == v).sum()) for v in ("ok", "mismatch", "unverified")}
-    missing = int(ids.isna().sum())
-    sec.blocks.append(Paragraph(
-        f"{len(kp)} profiled point(s): identity ok {counts['ok']}, mismatch {counts['mismatch']}, unverified "
-        f"{counts['unverified']}" + (f"; no profile {missing} (reasons in the table)" if missing else "") + "."))
-    bad = kp[ids == "mismatch"]
-    if not bad.empty:
-        items = "; ".join(f"{r['neuron']}/{r['backend']}/{r['mode']} T={fmt_int(r['seq_len'])}: {r['detail']}"
-                          for _, r in _in_order(an, bad, ["run", "neuron", "backend", "mode"]).iterrows())
-        sec.blocks.append(Alert(f"{MISMATCH}: at {len(bad)} point(s) the trace shows something other than "
-                                    f"the backend on the row, so their times are not that backend's: {items}"))
-    several = len(an.runs) > 1
-    kp = kp.assign(_T=pd.to_numeric(kp["seq_len"], errors="coerce"),
-                   _source=kp["source"].map({s: i for i, s in enumerate(A.PROFILE_SOURCES)}))
-    kp = _in_order(an, kp, ["run", "mode", "precision", "neuron", "backend", "_T", "_source"])
-    rows, notes = [], set()
-    for _, r in kp.iterrows():
-        identity = r["identity"] if isinstance(r["identity"], str) else DASH
-        what = next((v for v in (r["detail"], r["reason"]) if isinstance(v, str) and v), DASH)
-        if identity == DASH:
-            notes.add(f"{DASH} identity: the point has no trace (its status, or why profiling failed, is shown)")
-        settings = f"{r['precision']} · {r['workload']} · B={fmt_int(r['batch'])} F={fmt_int(r['features'])}"
-        rows.append(([str(r["run"])] if several else []) + [
-            str(r["neuron"]), str(r["backend"]), str(r["mode"]), settings, fmt_int(r["_T"]), str(r["source"]),
-            MISMATCH if identity == "mismatch" else identity, what,
-            _KERNEL_SOURCE.get(r["kernel_source"], DASH), _kernels_cell(r["kernels"]),
-            r["trace"] if isinstance(r["trace"], str) else DASH])
-    notes.add("Trace: a Chrome/Perfetto file relative to the run folder (open it in https://ui.perfetto.dev); "
-              "`traces/` is also a TensorBoard profiler logdir.")
-    sec.blocks.append(Table((["run"] if several else []) + [
-        "neuron", "backend", "mode", "settings", "T", "from", "identity", "what ran", "kernels of",
-        f"top {KERNELS_SHOWN} by self time (share)", "trace"], rows,
-        caption="Backend identity and top kernels per profiled point", notes=sorted(notes)))
-    return sec
-
-
-def build_content(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Report:
-    """All sections of the report, in reading order."""
+def build_content(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]],
+                  out: Path | None = None) -> Report:
+    """All sections of the report, in reading order; ``out`` is the report's folder (trace links are
+    relative to it)."""
     sections = [environment_section(an), headline_section(an), scaling_section(an, figures, missing),
-                backends_section(an), kernels_section(an), roofline_section(an), activity_section(an),
-                extrapolation_section(an, figures), claims_section(an), not_ok_section(an),
-                comparison_section(an)]
+                backends_section(an), kernels_section(an, out), roofline_section(an, figures, missing),
+                activity_section(an), extrapolation_section(an, figures), claims_section(an), not_ok_section(an),
+                comparison_section(an), appendix_section(an)]
     labels = " vs ".join(r.label for r in an.runs)
     return Report(title="perfsuite report", subtitle=labels, sections=[s for s in sections if s is not None])

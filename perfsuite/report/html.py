@@ -1,5 +1,7 @@
 """The report as one self-contained HTML file: inline CSS, figures embedded as base64 PNG, no script and
-no network access needed to view it."""
+no network access needed to view it. jinja2's autoescape escapes every text; the only markup added is
+inline code for backticked words, links to trace files (relative, percent-encoded) and the verdict
+classes."""
 from __future__ import annotations
 
 import base64
@@ -7,7 +9,7 @@ import re
 
 from markupsafe import Markup, escape
 
-from .content import MISMATCH, Report
+from .blocks import MISMATCH, Link, Report
 from .templating import environment
 
 _VERDICTS = ("consistent", "contradicts", "lower than paper", "higher than paper", "inconclusive", "not measured",
@@ -28,8 +30,16 @@ def _verdict_class(cell: object) -> Markup:
     return Markup("")
 
 
+def _cell_html(cell: object) -> Markup:
+    """A table cell: escaped text, or a link to a file relative to the report (a trace)."""
+    if isinstance(cell, Link):
+        return Markup('<a href="{}">{}</a>').format(cell.href, cell.text)
+    return escape(cell)
+
+
 def render_html(report: Report) -> str:
     env = environment(autoescape=True)
+    env.filters["cell_html"] = _cell_html
     env.filters["inline_code"] = _inline_code
     env.filters["verdict_class"] = _verdict_class
     images = {f.name: base64.b64encode(f.png.read_bytes()).decode("ascii") for f in report.figures()}

@@ -1,17 +1,36 @@
-"""The report as GitHub-flavoured Markdown (``report.md``); figures are linked from ``plots/``."""
+"""The report as GitHub-flavoured Markdown (``report.md``); figures are linked from ``plots/``.
+
+Every text that can come from data (rows, exception messages, env.json, run labels, paths) goes through
+`perfsuite.text`: prose and captions through ``md_text``, table cells through ``md_cell``, code through
+``md_fence`` (a fence longer than any backtick run inside). Backticked words in perfsuite's own prose stay
+inline code; their contents are escaped like the rest.
+"""
 from __future__ import annotations
 
-from .content import Report
+from urllib.parse import quote
+
+from ..text import md_cell, md_fence, md_text
+from .blocks import Link, Report
 from .templating import environment
 
 
-def _md_cell(value: object) -> str:
-    """A table cell: pipes escaped and line breaks kept inside the cell."""
-    return str(value).replace("|", "\\|").replace("\n", "<br>")
+def _label(value: object) -> str:
+    """Text inside ``[...]`` (a link's text, an image's alt text): a cell, with the brackets escaped too."""
+    return md_cell(value).replace("[", "&#91;").replace("]", "&#93;")
+
+
+def _cell(value: object) -> str:
+    """A table cell: escaped text, or ``[text](href)`` for a link (href percent-encoded, never absolute)."""
+    if isinstance(value, Link):
+        return f"[{_label(value.text)}]({quote(value.href, safe='/%._-~')})"
+    return md_cell(value)
 
 
 def render_markdown(report: Report) -> str:
     env = environment(autoescape=False)
-    env.filters["mdcell"] = _md_cell
+    env.filters["mdcell"] = _cell
+    env.filters["mdlabel"] = _label
+    env.filters["mdtext"] = md_text
+    env.filters["mdfence"] = md_fence
     env.filters["md_rule"] = lambda columns: "|" + "---|" * len(columns)
     return env.get_template("report.md.j2").render(report=report)

@@ -1,33 +1,29 @@
-"""The report's figures (seaborn on matplotlib's Agg canvas, log–log), each saved as PNG and SVG.
+"""The report's figures, drawn from the specs of `perfsuite.analysis.figures` (matplotlib's Agg canvas),
+each saved as PNG and SVG.
 
-Figures are built on `matplotlib.figure.Figure` with an Agg canvas rather than through pyplot, so no
-display is ever touched and the caller's pyplot state and backend are left alone.
-
-One figure per run and quantity: time, peak memory, measured energy per 10⁹ neuron-steps and throughput
-vs T, with one panel per mode (columns) × settings (rows: precision, workload, batch × features), the
-neuron as colour and the backend as line style. Extrapolation rows give loss vs evaluation length.
+This module only draws: what is plotted, in which panel and order, with which colour, marker and line
+style, comes prepared in a `FigurePlan`; nothing here reads rows or calls into analysis. Figures are built
+on `matplotlib.figure.Figure` with an Agg canvas rather than through pyplot, so no display is ever touched
+and the caller's pyplot state and backend are left alone. The legend sits outside the panels, right of
+them and below the title, so it never covers a title or a point.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-from .. import analysis as A
-from .content import Figure, _mode_sorted, setting_label
+from ..analysis.figures import FigurePlan, FigureSpec, Style
+from .blocks import Figure
 
 PANEL_W, PANEL_H = 4.2, 3.2
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower() or "run"
+#: height of one legend entry (inches), to size a figure so its legend fits beside the panels
+LEGEND_ENTRY_H = 0.2
 
 
 def _fmt_len(v: float, _pos=None) -> str:
@@ -37,27 +33,151 @@ def _fmt_len(v: float, _pos=None) -> str:
     return f"{v:g}"
 
 
-def _log_axes(ax, xs) -> None:
-    """Log–log axes with ticks at the measured lengths and plain-number labels."""
+def _log_y(ax, ys) -> None:
+    ax.set_yscale("log")
+    ys = [float(y) for y in ys if y > 0]
+    wide = bool(ys) and max(ys) / min(ys) > 1e3
+    # 1-2-5 ticks so a panel spanning less than a decade still gets labelled ticks; decades on wide panels
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=7))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _log_x_lengths(ax, xs) -> None:
+    """Log x axis with ticks at the measured lengths and plain-number labels."""
     xs = sorted({float(x) for x in xs if x > 0})
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
     step = max(1, len(xs) // 8)  # at most ~8 labelled lengths per panel
     ax.xaxis.set_major_locator(FixedLocator(xs[::step]))
     ax.xaxis.set_major_formatter(FuncFormatter(_fmt_len))
     ax.xaxis.set_minor_locator(NullLocator())  # minor ticks cost layout time and add nothing here
-    # 1-2-5 ticks so a panel spanning less than a decade still gets labelled ticks
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=7))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.grid(True, which="major", alpha=0.3)
 
 
-def _palette(neurons) -> dict[str, tuple]:
-    """One colour per neuron, stable across every figure of a report (neurons in registry order)."""
-    names = A.neuron_order(neurons)
-    colours = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
-    return dict(zip(names, colours))
+def _line_groups(d: pd.DataFrame, style: Style):
+    """(neuron, backend, run, points sorted by x with the median y per x) in legend order."""
+    rank = {n: i for i, n in enumerate(style.neurons)}
+    keys = sorted(d.groupby(["neuron", "backend", "run"], observed=True).groups,
+                  key=lambda k: (rank.get(k[0], 99), k[1], style.runs.index(k[2]) if k[2] in style.runs else 99))
+    for n, b, r in keys:
+        g = d[(d["neuron"] == n) & (d["backend"] == b) & (d["run"] == r)]
+        yield n, b, r, g.groupby("x")["y"].median().sort_index()
+
+
+def _dash(style: Style, backend: str, run: str):
+    return style.dashes.get(run if style.line_by == "run" else backend, (1, 0))
+
+
+def _draw_lines(ax, d: pd.DataFrame, style: Style, spec: FigureSpec) -> None:
+    for n, b, r, s in _line_groups(d, style):
+        marker = "o" if spec.kind == "extrapolation" else style.markers.get(b, "o")
+        line, = ax.plot(s.index, s.values, color=style.palette.get(n, "0.3"), marker=marker, ms=4, lw=1.4)
+        solid = spec.kind == "extrapolation" and style.line_by == "backend"  # no backend legend there
+        line.set_dashes((1, 0) if solid else _dash(style, b, r))
+    _log_x_lengths(ax, d["x"])
+    if spec.log_y:  # losses (extrapolation) span a narrow range: a linear axis reads better there
+        _log_y(ax, d["y"])
+
+
+def _draw_dots(ax, d: pd.DataFrame, style: Style) -> None:
+    """One x position per neuron; the backends (and runs) of a neuron side by side around it."""
+    neurons = [n for n in style.neurons if n in set(d["neuron"])]
+    combos = sorted({(b, r) for b, r in zip(d["backend"], d["run"])},
+                    key=lambda k: (k[0], style.runs.index(k[1]) if k[1] in style.runs else 99))
+    width = 0.7
+    for i, n in enumerate(neurons):
+        for j, (b, r) in enumerate(combos):
+            g = d[(d["neuron"] == n) & (d["backend"] == b) & (d["run"] == r)]["y"]
+            if g.empty:
+                continue
+            x = i + (j + 0.5) / len(combos) * width - width / 2
+            filled = style.line_by != "run" or style.runs.index(r) == 0
+            ax.plot([x], [float(g.median())], ls="none", marker=style.markers.get(b, "o"), ms=6,
+                    color=style.palette.get(n, "0.3"), markerfacecolor=style.palette.get(n, "0.3") if filled else "white")
+    ax.set_xticks(range(len(neurons)), neurons, rotation=45, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(neurons) - 0.4)
+    _log_y(ax, d["y"])
+
+
+def _draw_roofline(ax, d: pd.DataFrame, style: Style, roofs: list) -> None:
+    for (n, b), g in d.groupby(["neuron", "backend"], observed=True):
+        ax.plot(g["x"], g["y"], ls="none", marker=style.markers.get(b, "o"), ms=5, color=style.palette.get(n, "0.3"),
+                alpha=0.85)
+    ax.set_xscale("log")
+    _log_y(ax, list(d["y"]) + [y for g in roofs for y in g["y"]])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+
+
+def _legend(fig: MplFigure, spec: FigureSpec, style: Style, d: pd.DataFrame) -> None:
+    neurons = [n for n in style.neurons if n in set(d["neuron"])]
+    backends = [b for b in style.backends if b in set(d["backend"])]
+    handles = [Line2D([], [], color=style.palette[n], lw=2, label=n) for n in neurons]
+    handles.append(Line2D([], [], color="none", label=""))
+    lines = spec.kind in ("lines", "extrapolation")
+    if spec.kind != "extrapolation":
+        for b in backends:
+            h = Line2D([], [], color="0.3", marker=style.markers[b], ls="-" if lines and style.line_by == "backend"
+                       else "none", label=b)
+            if lines and style.line_by == "backend":
+                h.set_dashes(style.dashes[b])
+            handles.append(h)
+    if style.line_by == "run" and len(style.runs) > 1 and spec.kind != "roofline":  # roofline: a panel per run
+        handles.append(Line2D([], [], color="none", label=""))
+        for r in style.runs:
+            h = Line2D([], [], color="0.3", lw=1.4, label=r,
+                       ls="-" if lines else "none", marker=None if lines else "o",
+                       markerfacecolor="0.3" if style.runs.index(r) == 0 else "white")
+            if lines:
+                h.set_dashes(style.dashes[r])
+            handles.append(h)
+    seen = set()
+    for g in spec.guides:
+        if g["label"] not in seen:
+            seen.add(g["label"])
+            h = Line2D([], [], color=g["colour"], lw=1.2, label=g["label"])
+            h.set_dashes(g["dash"])
+            handles.append(h)
+    if spec.vlines:
+        handles.append(Line2D([], [], color="0.4", ls=":", label=spec.vlines[0]["label"]))
+    runs = style.line_by == "run" and len(style.runs) > 1 and spec.kind != "roofline"
+    what = ("neuron" if spec.kind == "extrapolation" else "neuron / backend") + (" / run" if runs else "")
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, title=what, title_fontsize=8)
+
+
+def draw(spec: FigureSpec, style: Style) -> MplFigure:
+    """One figure: a grid of panels (rows × cols of the spec) with a shared legend right of them."""
+    d = spec.data
+    n_entries = len(set(d["neuron"])) + len(set(d["backend"])) + len(style.runs) + len(spec.guides) + 4
+    height = max(PANEL_H * len(spec.rows) + 0.6, LEGEND_ENTRY_H * n_entries + 0.8)
+    fig = MplFigure(figsize=(PANEL_W * len(spec.cols) + 2.2, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    share = spec.kind in ("lines", "dots", "extrapolation") and len(style.runs) > 1
+    axes = np.atleast_2d(fig.subplots(len(spec.rows), len(spec.cols), squeeze=False, sharey=share))
+    for i, row in enumerate(spec.rows):
+        for j, col in enumerate(spec.cols):
+            ax = axes[i, j]
+            p = d[(d["row"] == row) & (d["col"] == col)]
+            if p.empty:
+                ax.text(0.5, 0.5, "no ok points", ha="center", va="center", transform=ax.transAxes)
+            elif spec.kind == "dots":
+                _draw_dots(ax, p, style)
+            elif spec.kind == "roofline":
+                _draw_roofline(ax, p, style, [g for g in spec.guides if g["panel"] == (row, col)])
+            else:
+                _draw_lines(ax, p, style, spec)
+            for g in spec.guides:
+                if g["panel"] == (row, col):
+                    line, = ax.plot(g["x"], g["y"], color=g["colour"], lw=1.2)
+                    line.set_dashes(g["dash"])
+            for v in spec.vlines:
+                if v["panel"] == (row, col):
+                    ax.axvline(v["x"], color="0.4", ls=":", lw=1)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_title(" · ".join(t for t in (col, row) if t), fontsize=9)
+            ax.set_xlabel(spec.x_label)
+            ax.set_ylabel(spec.y_label)
+    _legend(fig, spec, style, d)
+    fig.suptitle(spec.title, fontsize=11)
+    return fig
 
 
 def _save(fig: MplFigure, out: Path, name: str, dpi: int) -> tuple[Path, Path]:
@@ -68,139 +188,14 @@ def _save(fig: MplFigure, out: Path, name: str, dpi: int) -> tuple[Path, Path]:
     return png, svg
 
 
-def _facet(df: pd.DataFrame, y: str, ylabel: str, palette: dict, backends: list[str], title: str,
-           x: str = "seq_len", xlabel: str = "sequence length T") -> MplFigure:
-    """A grid of log–log line plots: columns = modes, rows = settings."""
-    df = df.assign(_setting=df.apply(setting_label, axis=1))
-    modes = _mode_sorted(df["mode"])
-    settings = sorted(df["_setting"].unique())
-    fig = MplFigure(figsize=(PANEL_W * len(modes) + 1.8, PANEL_H * len(settings) + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = np.atleast_2d(fig.subplots(len(settings), len(modes), squeeze=False))
-    dashes = {b: d for b, d in zip(backends, [(1, 0), (4, 2), (1, 1.5), (6, 2, 1, 2), (3, 1, 1, 1, 1, 1), (8, 3)] * 3)}
-    markers = dict(zip(backends, ["o", "s", "^", "D", "v", "P"] * 3))
-    for i, s in enumerate(settings):
-        for j, m in enumerate(modes):
-            ax = axes[i, j]
-            d = df[(df["_setting"] == s) & (df["mode"] == m)]
-            if d.empty:
-                ax.text(0.5, 0.5, "no ok points", ha="center", va="center", transform=ax.transAxes)
-            else:
-                sns.lineplot(data=d, x=x, y=y, hue="neuron", style="backend", palette=palette, dashes=dashes,
-                             markers=markers, estimator="median", errorbar=None, ax=ax, legend=False,
-                             hue_order=A.neuron_order(d["neuron"].unique()), style_order=backends)
-                _log_axes(ax, d[x])
-            ax.set_title(f"{m} · {s}", fontsize=9)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-    _legend(fig, palette, A.neuron_order(df["neuron"].unique()), backends, dashes, markers)
-    fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def _legend(fig: MplFigure, palette: dict, neurons: list[str], backends: list[str], dashes: dict, markers: dict):
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=palette[n], lw=2, label=n) for n in neurons]
-    handles.append(Line2D([], [], color="none", label=""))
-    handles += [Line2D([], [], color="0.3", dashes=dashes[b], marker=markers[b], label=b) for b in backends]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="neuron / backend", title_fontsize=8)
-
-
-def _series(ok: pd.DataFrame) -> dict[str, tuple[str, str, Callable[[pd.DataFrame], pd.Series]]]:
-    """quantity -> (y label, file stem, function giving the y values of ok rows)."""
-    def num(c):
-        return lambda d: pd.to_numeric(d[c], errors="coerce")
-
-    return {
-        "time": ("median time (ms)", "time", lambda d: d[A.TIME]),
-        "memory": ("peak memory (MiB)", "memory",
-                   lambda d: num("memory.peak_allocated_bytes")(d) / 2 ** 20),
-        "energy": ("measured J per 10⁹ neuron-steps", "energy", num("energy.joules_per_gneuron_step")),
-        "throughput": ("10⁹ neuron-steps / s", "throughput",
-                       lambda d: d["seq_len"] * pd.to_numeric(d["neurons"], errors="coerce") / (d[A.TIME] / 1e3) / 1e9),
-    }
-
-
-_CAPTIONS = {
-    "time": "Median time per call vs T, log–log; slope = scaling exponent.",
-    "memory": "Peak memory per call vs T (method as recorded in the rows: CUDA allocator or CPU RSS delta).",
-    "energy": "Measured energy per 10⁹ neuron-steps vs T (NVML counter, idle power subtracted).",
-    "throughput": "Neuron-steps per second (T × N / time) vs T.",
-}
-_BLOCK = {"memory": "memory", "energy": "energy", "throughput": "time", "time": "time"}
-
-
-def make_plots(an: A.Analysis, out: Path, *, dpi: int = 110) -> tuple[dict[str, list[Figure]], dict[str, list[str]]]:
-    """Write every figure under ``out`` (PNG + SVG). Returns (quantity -> figures, quantity -> why a run
-    has no figure for it)."""
+def make_plots(plan: FigurePlan, out: Path, *, dpi: int = 110, step=None) -> dict[str, list[Figure]]:
+    """Draw and write every figure of ``plan`` under ``out`` (PNG + SVG); ``step(name)`` is called after
+    each (progress). Returns quantity -> the figures written."""
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, list[Figure]] = {}
-    missing: dict[str, list[str]] = {}
-    ok = A.bench_ok(an.df)
-    palette = _palette(an.df["neuron"].dropna())
-    several = len(an.runs) > 1
-    for key, (ylabel, stem, fn) in _series(ok).items():
-        for run in an.runs:
-            d = ok[ok["run"] == run.label]
-            if d.empty:
-                missing.setdefault(key, []).append("no ok timed points" + (f" in {run.label}" if several else ""))
-                continue
-            d = d.assign(_y=fn(d))
-            d = d[np.isfinite(d["_y"]) & (d["_y"] > 0)]
-            if d.empty:
-                why = A.metric_reason(an.df[an.df["run"] == run.label], _BLOCK[key])
-                missing.setdefault(key, []).append(why + (f" ({run.label})" if several else ""))
-                continue
-            backends = sorted(d["backend"].unique())
-            title = f"{ylabel} — {run.label}"
-            fig = _facet(d, "_y", ylabel, palette, backends, title)
-            name = f"{stem}-{_slug(run.label)}" if several else stem
-            png, svg = _save(fig, out, name, dpi)
-            figures.setdefault(key, []).append(Figure(name, title, _CAPTIONS[key], png, svg))
-    ex = an.df[(an.df["kind"] == "extrapolation") & (an.df["status"] == "ok")].copy()
-    ex["loss"] = pd.to_numeric(ex["loss"], errors="coerce")
-    ex = ex[np.isfinite(ex["loss"])]
-    if not ex.empty:
-        for run in an.runs:
-            d = ex[ex["run"] == run.label]
-            if d.empty:
-                continue
-            fig = _extrapolation_figure(d, palette, run.label)
-            name = f"extrapolation-{_slug(run.label)}" if several else "extrapolation"
-            png, svg = _save(fig, out, name, dpi)
-            figures.setdefault("extrapolation", []).append(Figure(
-                name, f"Extrapolation — {run.label}", "Loss vs evaluation length per neuron; dotted vertical line = "
-                "training length, black dashed line = the optimal (Bayes) loss on the same sequences.", png, svg))
-    return figures, missing
-
-
-def _extrapolation_figure(d: pd.DataFrame, palette: dict, label: str) -> MplFigure:
-    panels = sorted({(str(t), int(L)) for t, L in zip(d["task"], d["train_len"])})
-    fig = MplFigure(figsize=(PANEL_W * len(panels) + 1.8, PANEL_H + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
-    for ax, (task, L) in zip(axes, panels):
-        g = d[(d["task"].astype(str) == task) & (d["train_len"] == L)]
-        sns.lineplot(data=g, x="eval_len", y="loss", hue="neuron", palette=palette, marker="o", estimator="median",
-                     errorbar=None, ax=ax, legend=False, hue_order=A.neuron_order(g["neuron"].unique()))
-        opt = pd.to_numeric(g["optimal_loss"], errors="coerce")
-        if opt.notna().any():
-            o = g.assign(_o=opt).groupby("eval_len")["_o"].median()
-            ax.plot(o.index, o.values, color="black", ls="--", lw=1.2)
-        ax.axvline(L, color="0.4", ls=":", lw=1)
-        _log_axes(ax, g["eval_len"])
-        ax.set_yscale("linear")  # losses span a narrow range: a linear axis reads better
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-        ax.set_title(f"task {task} · trained at {L}", fontsize=9)
-        ax.set_xlabel("evaluation length")
-        ax.set_ylabel("loss")
-    from matplotlib.lines import Line2D
-
-    neurons = A.neuron_order(d["neuron"].unique())
-    handles = [Line2D([], [], color=palette[n], marker="o", label=n) for n in neurons]
-    handles += [Line2D([], [], color="black", ls="--", label="optimal loss"),
-                Line2D([], [], color="0.4", ls=":", label="training length")]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    fig.suptitle(f"Extrapolation — {label}", fontsize=11)
-    return fig
+    for spec in plan.figures:
+        png, svg = _save(draw(spec, plan.style), out, spec.name, dpi)
+        figures.setdefault(spec.quantity, []).append(Figure(spec.name, spec.title, spec.caption, png, svg))
+        if step is not None:
+            step(spec.name)
+    return figures
