@@ -170,6 +170,7 @@ class Runner:
         if self.resume and path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
         env = self.executor.environment(device, self.roofline)
+        env.setdefault("executor", self.executor.name)
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         if self.command:
             env["command"] = self.command
@@ -179,29 +180,32 @@ class Runner:
         return env
 
     def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:
-        ctx = RunContext(run_id=env["run_id"], out_dir=self.out_dir, profile=self.profile,
-                         measure={"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")})
         # an extrapolation-only scenario (or a resumed run with nothing left) draws no empty bar
         with _progress(self.progress and bool(todo), self.console, len(todo)) as advance:
+            ctx = RunContext(run_id=env["run_id"], out_dir=self.out_dir, profile=self.profile,
+                             measure={"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")},
+                             status=getattr(advance, "status", None))
             for point, row in self.executor.run(_plan_each(todo, env.get("memory_bytes")), ctx):
+                row.setdefault("executor", self.executor.name)
                 append_row(results, row)
                 result.new_rows += 1
                 advance(f"{point.neuron}/{point.backend}/{point.mode} T={point.seq_len}: {row['status']}")
 
     def _extrapolate(self, block: dict, scenario: str, env: dict, device: str, results: Path,
                      result: RunResult, done: set[str]) -> None:
-        """Extrapolation rows, appended one by one. They run in this process (training holds the model
-        across evaluation lengths); a neuron that raises becomes error rows and the others go on."""
-        from .extrapolation import ExtrapolationConfig, run_extrapolation
+        """Extrapolation rows, appended one by one as the executor hands them over (`Executor.extrapolate`:
+        the local one trains in this process); a neuron that raises becomes error rows, the others go on."""
+        from .extrapolation import ExtrapolationConfig
 
         def write(row: dict) -> None:
+            row.setdefault("executor", self.executor.name)
             append_row(results, row)
             result.new_rows += 1
             if self.console is not None and self.progress:
                 self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}")
 
-        run_extrapolation(ExtrapolationConfig.from_block(block), self.out_dir, device=device,
-                          run_id=env["run_id"], scenario=scenario, write_row=write, done_keys=done)
+        self.executor.extrapolate(ExtrapolationConfig.from_block(block), out_dir=self.out_dir, device=device,
+                                  run_id=env["run_id"], scenario=scenario, done_keys=done, write_row=write)
 
 
 def _plan_each(points: Iterable, device_bytes: int | None) -> Iterator[Planned]:
@@ -239,14 +243,14 @@ def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = F
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
                roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
                device: str | None = None, command: str | None = None, reproduce: str | None = None,
-               profile: bool = False) -> RunResult:
+               profile: bool = False, executor: Executor | None = None) -> RunResult:
     """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
-    `Runner`. The extrapolation block runs in shard 1 only (it is not split). ``profile``: trace each
-    ok point after timing it (`Runner._profile`). ``command``: what was run (env.json ``command``);
+    `Runner` (``executor``: where points run, default `LocalExecutor`). The extrapolation block runs in
+    shard 1 only (it is not split). ``profile``: trace each ok point after timing it (`Runner._profile`). ``command``: what was run (env.json ``command``);
     ``reproduce``: the command that measures the run again, without ``--out`` (`reproduce_entry`)."""
     extrapolation = shard_extrapolation(extrapolation, shard)
     runner = Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
-                    command=command, reproduce=reproduce, profile=profile)
+                    command=command, reproduce=reproduce, profile=profile, executor=executor)
     return runner.run(select_shard(points, shard), extrapolation=extrapolation, scenario=scenario, device=device)
 
 
@@ -292,10 +296,13 @@ def _progress(enabled: bool, console, total: int):
     )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False) as prog:
-        task = prog.add_task("points", total=total)
+                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[where]}"), console=console,
+                  transient=False) as prog:
+        task = prog.add_task("points", total=total, where="")
 
         def advance(text: str) -> None:
             prog.update(task, advance=1, description=text[:60])
 
+        # an executor running several points at once says what runs where (`RunContext.status`)
+        advance.status = lambda text: prog.update(task, where=text[:160])
         yield advance
