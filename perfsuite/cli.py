@@ -161,7 +161,8 @@ def _ray_args(executor: ExecutorName, address: str | None, num_gpus: int | None,
                                    ("--gpus-per-point", gpus_per_point != 1), ("--allow-mixed", allow_mixed)) if on]
     if executor is ExecutorName.local:
         if given:
-            raise ValueError(f"{', '.join(given)} only apply to --executor ray; expected --executor ray or none of them")
+            raise ValueError(f"{', '.join(given)}: Ray options, they apply only with --executor ray; expected "
+                             "--executor ray or none of them")
         return []
     args = ["--executor", "ray"] + ["--address", address] * (address is not None)
     args += ["--num-gpus", str(num_gpus)] * (num_gpus is not None)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import os
 import platform
 from collections import deque
@@ -39,9 +40,14 @@ INSTALL_HINT = "pip install 'perfsuite[ray]'"
 POLL_S = 0.5
 
 
+def ray_installed() -> bool:
+    """Whether the ``ray`` package can be imported here (looked up, not imported)."""
+    return importlib.util.find_spec("ray") is not None
+
+
 def require_ray() -> None:
     """ValueError with the install hint when the ``ray`` package is not installed here."""
-    if importlib.util.find_spec("ray") is None:
+    if not ray_installed():
         raise ValueError(f"--executor ray needs the 'ray' package, which is not installed in this Python; "
                          f"install it with: {INSTALL_HINT}")
 
@@ -169,7 +175,8 @@ class RayExecutor(Executor):
         import ray
 
         opts = self.options
-        kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+        kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True,
+                        "logging_level": logging.ERROR}
         if opts.address == "local":
             kwargs.update(address="local", num_cpus=os.cpu_count() or 1)
             if opts.num_gpus is not None:

@@ -1,0 +1,191 @@
+"""perfsuite.executors.ray on a local Ray instance with two declared (fake) GPUs, on the CPU.
+
+Each Ray run starts a local instance and its slots (a Ray actor plus a spawned worker each), so these
+tests cost seconds; one sweep (module fixture) serves several checks. Skipped when ray is not
+installed (`pip install 'perfsuite[ray]'`), except the checks that need no Ray at all."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from perfsuite.cli import app
+from perfsuite.executors import ray as rayexec
+from perfsuite.results import read_rows
+from perfsuite.runner import run_points
+from perfsuite.scenario import load_scenario, scenario_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_ray = pytest.mark.skipif(not rayexec.ray_installed(),
+                               reason="ray is not installed (pip install 'perfsuite[ray]'); the Ray executor "
+                                      "tests need a local Ray instance")
+TINY_TIMING = {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 10}
+
+
+def _env() -> dict:
+    """Environment of a CLI subprocess (and of the Ray workers it starts): this checkout and tests.plugins."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def plugins_importable():
+    """tests.plugins.* must import here, in Ray's workers and in the spawned point workers; Ray's workers
+    take the environment of the process that starts the local instance."""
+    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH")
+    sys.path.insert(0, str(ROOT))
+    os.environ["PYTHONPATH"] = _env()["PYTHONPATH"]
+    yield
+    sys.path[:] = old_path
+    if old_env is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old_env
+
+
+def _ray_executor():
+    return rayexec.RayExecutor(rayexec.RayOptions(address="local", num_gpus=2))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, plugins_importable):
+    """Two sleeping points (seconds each), one whose worker kills itself, one ordinary point."""
+    sc = scenario_from_dict({
+        "name": "ray_sweep", "device": "cpu",
+        "neurons": [{"plugin": "tests.plugins.bad_neurons:SleepingNeuron", "params": {"sleep_s": 0.25}},
+                    {"plugin": "tests.plugins.bad_neurons:SelfKillingNeuron"}, "lif"],
+        "backends": ["eager"], "seq_lens": [16], "batch": [2, 3], "features": [4], "modes": ["forward"],
+        "metrics": ["time"], "timing": TINY_TIMING, "limits": {"timeout_s": 60},
+    })
+    points = sc.points()
+    out = tmp_path_factory.mktemp("ray_sweep")
+    t0 = time.monotonic()
+    result = run_points(points, out, progress=False, roofline=False, executor=_ray_executor())
+    return {"points": points, "rows": read_rows(out / "results.jsonl"), "result": result, "out": out,
+            "wall_s": time.monotonic() - t0}
+
+
+def _interval(row: dict) -> tuple[float, float]:
+    start = datetime.fromisoformat(row["started_at"]).timestamp()
+    return start, start + row["duration_s"]
+
+
+@needs_ray
+def test_two_points_run_at_once_on_different_gpus(sweep):
+    sleeping = [r for r in sweep["rows"] if r["neuron"].endswith("SleepingNeuron")]
+    assert len(sleeping) == 2 and all(r["status"] == "ok" for r in sleeping), sleeping
+    # Ray set CUDA_VISIBLE_DEVICES of each slot: the two points held different (declared) GPUs
+    assert {r["gpu_index"] for r in sleeping} == {"0", "1"}
+    (a0, a1), (b0, b1) = sorted(_interval(r) for r in sleeping)
+    assert min(r["duration_s"] for r in sleeping) > 2  # long enough for an overlap to be seen at 1 s resolution
+    assert b0 < a1 - 1.0, f"the two points did not overlap: {(a0, a1)} then {(b0, b1)}"
+
+
+@needs_ray
+def test_a_worker_killed_mid_point_is_an_error_row_and_the_sweep_completes(sweep):
+    rows = sweep["rows"]
+    assert sorted(r["key"] for r in rows) == sorted(p.key for p in sweep["points"])  # no point lost
+    killed = [r for r in rows if r["neuron"].endswith("SelfKillingNeuron")]
+    assert len(killed) == 2
+    for r in killed:
+        assert r["status"] == "error" and "SIGKILL" in r["reason"], r["reason"]
+        assert r["executor"] == "ray" and r.get("requeued") is None  # a crash is not re-run
+    assert {r["status"] for r in rows if r["neuron"] == "lif"} == {"ok"}
+
+
+@needs_ray
+def test_rows_and_env_record_the_executor_node_and_cluster(sweep):
+    import platform
+
+    for r in sweep["rows"]:
+        assert r["executor"] == "ray" and r["node"] == platform.node()
+        assert r["gpu_index"] in ("0", "1")
+        assert r["gpu_uuid"] is None and r["gpu_uuid_reason"]  # declared GPUs have no UUID: null with why
+    env = json.loads((sweep["out"] / "env.json").read_text())
+    cl = env["cluster"]
+    assert env["executor"] == "ray" and cl["slots"] == 2 and len(cl["nodes"]) == 1
+    assert cl["nodes"][0]["gpus"] == 2 and cl["gpus_per_point"] == 1 and "share the cores" in cl["reservation"]
+    assert env["run_id"] == sweep["rows"][0]["run_id"]
+
+
+def _trimmed_smoke(tmp_path) -> Path:
+    """scenarios/smoke.yaml with two neurons and one backend per mode kept (same rules and budgets)."""
+    sc = yaml.safe_load((ROOT / "scenarios" / "smoke.yaml").read_text())
+    sc["neurons"] = ["lif", "psn"]
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    return path
+
+
+@needs_ray
+def test_row_keys_and_statuses_equal_the_local_executors(tmp_path, plugins_importable):
+    points = load_scenario(_trimmed_smoke(tmp_path)).points()
+    local = run_points(points, tmp_path / "local", progress=False, roofline=False)
+    ray_run = run_points(points, tmp_path / "ray", progress=False, roofline=False, executor=_ray_executor())
+    by_local = {r["key"]: r["status"] for r in local.rows}
+    by_ray = {r["key"]: r["status"] for r in ray_run.rows}
+    assert len(by_ray) == len(ray_run.rows) == len(points)
+    assert by_ray == by_local
+    assert {"ok", "unsupported"} <= set(by_ray.values())  # psn step: no serial inference
+    assert {r["executor"] for r in local.rows} == {"local"} and {r["executor"] for r in ray_run.rows} == {"ray"}
+
+
+@needs_ray
+def test_resume_after_killing_the_driver_completes_without_duplicates(tmp_path):
+    sc = {"name": "killme", "device": "cpu", "neurons": ["lif"], "seq_lens": [8, 12, 16, 20, 24, 28],
+          "batch": [2], "features": [4], "metrics": ["time"],
+          "timing": {"warmup_ms": 1, "rep_ms": 400, "min_reps": 3, "max_reps": 10000}}
+    path, out = tmp_path / "killme.yaml", tmp_path / "run"
+    path.write_text(yaml.safe_dump(sc))
+    args = [sys.executable, "-m", "perfsuite", "run", str(path), "--out", str(out), "--no-report", "--no-progress",
+            "--no-roofline", "--executor", "ray", "--address", "local", "--num-gpus", "2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    proc.stderr.close()
+    before = results.read_text().splitlines()
+    assert 2 <= len(before) < 6
+
+    done = subprocess.run(args + ["--resume"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = results.read_text().splitlines()
+    assert after[:len(before)] == before  # finished rows untouched
+    keys = [json.loads(line)["key"] for line in after]
+    assert sorted(keys) == sorted(p.key for p in load_scenario(path).points()) and len(keys) == len(set(keys))
+    assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
+
+
+# ----------------------------------------------------------------------- no Ray needed
+def _smoke_args(tmp_path, *extra: str) -> list[str]:
+    return ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path / "r"), "--no-report", *extra]
+
+
+def test_executor_ray_without_ray_installed_exits_2_with_the_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setattr(rayexec, "ray_installed", lambda: False)
+    res = CliRunner().invoke(app, _smoke_args(tmp_path, "--executor", "ray"))
+    assert res.exit_code == 2 and "pip install 'perfsuite[ray]'" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r" / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--address", "local"], "--address: Ray options, they apply only with --executor ray"),
+    (["--executor", "ray", "--num-gpus", "2"], "--num-gpus declares the GPUs of a local Ray instance"),
+    (["--executor", "ray", "--address", "cluster9"], "--address 'cluster9' is invalid"),
+    (["--executor", "ray", "--gpus-per-point", "0"], "--gpus-per-point 0 is invalid"),
+])
+def test_bad_ray_options_exit_2_naming_the_option(tmp_path, extra, expected):
+    res = CliRunner().invoke(app, _smoke_args(tmp_path, *extra))
+    assert res.exit_code == 2 and expected in res.output, res.output
