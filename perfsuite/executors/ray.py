@@ -116,6 +116,8 @@ class Slot:
     def setup(self, device: str, roofline: bool) -> dict:
         """Record this slot's environment in its worker (idle power for its energy, GPU model)."""
         env = self.local.environment(device, roofline)
+        from .. import workloads  # noqa: F401 - rows are made here (analytic cost): import torch now, not in a point
+
         self.measure_ctx = {"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")}
         return {"env": env, "where": self.where, "pid": os.getpid()}
 
