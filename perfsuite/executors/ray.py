@@ -29,6 +29,7 @@ import importlib.util
 import logging
 import os
 import platform
+import re
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
@@ -58,8 +59,9 @@ class RayOptions:
 
     ``address``: None = Ray's default (join the running cluster if there is one, else start a local
     instance); ``"local"`` = always start a local instance of this machine; ``"auto"`` = join the running
-    cluster; ``"ray://HOST:PORT"`` = Ray Client. ``num_gpus``: GPUs the local instance declares (default:
-    what Ray detects). ``gpus_per_point``: whole GPUs one point reserves."""
+    cluster; ``"HOST:PORT"`` = join the cluster whose head listens there; ``"ray://HOST:PORT"`` = Ray
+    Client. ``num_gpus``: GPUs the local instance declares (default: what Ray detects).
+    ``gpus_per_point``: whole GPUs one point reserves."""
 
     address: str | None = None
     num_gpus: int | None = None
@@ -67,8 +69,10 @@ class RayOptions:
     allow_mixed: bool = False
 
     def check(self) -> None:
-        if self.address is not None and self.address not in ("local", "auto") and not self.address.startswith("ray://"):
-            raise ValueError(f"--address {self.address!r} is invalid; expected 'local', 'auto' or 'ray://HOST:PORT'")
+        if self.address is not None and self.address not in ("local", "auto") \
+                and not re.fullmatch(r"(ray://)?[\w.-]+:\d+", self.address):
+            raise ValueError(f"--address {self.address!r} is invalid; expected 'local', 'auto', HOST:PORT (the head "
+                             "node's GCS port) or 'ray://HOST:PORT' (Ray Client)")
         if self.num_gpus is not None:
             if self.num_gpus < 0:
                 raise ValueError(f"--num-gpus {self.num_gpus} is invalid; expected an integer >= 0")
