@@ -168,6 +168,52 @@ def test_resume_after_killing_the_driver_completes_without_duplicates(tmp_path):
     assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
 
 
+@needs_ray
+def test_a_point_whose_node_dies_is_requeued_once_and_says_so(tmp_path, plugins_importable):
+    """Two one-CPU nodes (CPU points: one slot per node, all its CPUs); the node running a point is
+    removed mid-point: that point runs again on the other node and its row names the dead node."""
+    import threading
+
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        doomed = cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=1)
+        sc = scenario_from_dict({
+            "name": "node_death", "device": "cpu",
+            "neurons": [{"plugin": "tests.plugins.bad_neurons:SleepingNeuron", "params": {"sleep_s": 0.25}}],
+            "backends": ["eager"], "seq_lens": [16], "batch": [1, 2, 3], "features": [4], "modes": ["forward"],
+            "metrics": ["time"], "timing": {"warmup_ms": 1, "rep_ms": 1, "min_reps": 3, "max_reps": 3},
+            "limits": {"timeout_s": 120},
+        })
+        executor = rayexec.RayExecutor(rayexec.RayOptions(address=cluster.address))
+        removed = []
+
+        def remove_the_busy_node():
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                if any(s.label and s.node_id == doomed.node_id for s in executor._slots):
+                    time.sleep(1.0)  # well inside the point (seconds of sleeping calls)
+                    cluster.remove_node(doomed)
+                    removed.append(True)
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=remove_the_busy_node, daemon=True).start()
+        result = run_points(sc.points(), tmp_path, progress=False, roofline=False, executor=executor)
+    finally:
+        cluster.shutdown()
+    assert removed, "the node was never seen running a point"
+    rows = result.rows
+    assert sorted(r["key"] for r in rows) == sorted(p.key for p in sc.points())
+    assert all(r["status"] == "ok" for r in rows), [(r["status"], r["reason"]) for r in rows]
+    requeued = [r for r in rows if r.get("requeued")]
+    assert len(requeued) == 1 and "died while running it" in requeued[0]["requeued"]
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["cluster"]["slots"] == 2 and env["cluster"]["reservation"] == "all CPUs of a node per point"
+
+
 # ----------------------------------------------------------------------- no Ray needed
 def _smoke_args(tmp_path, *extra: str) -> list[str]:
     return ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path / "r"), "--no-report", *extra]
