@@ -125,15 +125,21 @@ def _trimmed_smoke(tmp_path) -> Path:
 
 @needs_ray
 def test_row_keys_and_statuses_equal_the_local_executors(tmp_path, plugins_importable):
+    """...and the extrapolation block (a tiny one) runs as one task per neuron with the same rows."""
     points = load_scenario(_trimmed_smoke(tmp_path)).points()
-    local = run_points(points, tmp_path / "local", progress=False, roofline=False)
-    ray_run = run_points(points, tmp_path / "ray", progress=False, roofline=False, executor=_ray_executor())
+    block = dict(task="markov_lm", task_params={"vocab": 4}, train_len=16, eval_lens=[16, 32], steps=2,
+                 batch=4, eval_batch=4, hidden=8, layers=1, neurons=["lif", "psn"])
+    kw = dict(progress=False, roofline=False, extrapolation=block, scenario="smoke")
+    local = run_points(points, tmp_path / "local", **kw)
+    ray_run = run_points(points, tmp_path / "ray", executor=_ray_executor(), **kw)
     by_local = {r["key"]: r["status"] for r in local.rows}
     by_ray = {r["key"]: r["status"] for r in ray_run.rows}
-    assert len(by_ray) == len(ray_run.rows) == len(points)
+    assert len(by_ray) == len(ray_run.rows) == len(points) + 4
     assert by_ray == by_local
     assert {"ok", "unsupported"} <= set(by_ray.values())  # psn step: no serial inference
+    assert sum(r.get("kind") == "extrapolation" for r in ray_run.rows) == 4
     assert {r["executor"] for r in local.rows} == {"local"} and {r["executor"] for r in ray_run.rows} == {"ray"}
+    assert len(list((tmp_path / "ray" / "weights").glob("*.pt"))) == 2  # one trained model per neuron
 
 
 @needs_ray

@@ -33,12 +33,15 @@ import re
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
+from ..worker import WORKER_START_TIMEOUT_S
 from .base import Executor, Planned, RunContext, verdict_row
 from .local import LocalExecutor
 
 INSTALL_HINT = "pip install 'perfsuite[ray]'"
 #: seconds between two looks at the slots while points run (progress and node liveness)
 POLL_S = 0.5
+#: seconds a slot may take to be placed and start its worker (spawn + import torch) before it is dropped
+SETUP_TIMEOUT_S = WORKER_START_TIMEOUT_S + 60
 
 
 def ray_installed() -> bool:
@@ -156,6 +159,7 @@ class _Handle:
     actor: Any
     node_id: str
     hostname: str
+    gpu: str | None = None   # the slot's CUDA_VISIBLE_DEVICES, once it is set up
     label: str = ""          # what it runs now, for progress
     dead: bool = False
 
@@ -171,6 +175,7 @@ class RayExecutor(Executor):
         require_ray()
         self._ray = None
         self._slots: list[_Handle] = []
+        self._setups: list[dict] = []
         self._device: str | None = None
         self.cluster: dict | None = None
 
@@ -228,7 +233,7 @@ class RayExecutor(Executor):
     def _ensure_slots(self, device: str, roofline: bool) -> list[dict]:
         """Start the slots (once) and record each one's environment; returns their setup answers."""
         if self._slots:
-            return []
+            return self._setups
         ray = self._connect()
         self._device = device
         actor_cls = ray.remote(Slot)
@@ -244,11 +249,15 @@ class RayExecutor(Executor):
         refs = [s.actor.setup.remote(device, roofline and i == 0) for i, s in enumerate(self._slots)]
         setups = []
         for s, ref in zip(self._slots, refs):
-            try:
-                setups.append(ray.get(ref))
-            except Exception as exc:  # a slot that cannot even start its worker takes no point
+            try:  # a slot Ray cannot place (devices held by other jobs) or whose worker fails takes no point
+                setups.append(ray.get(ref, timeout=SETUP_TIMEOUT_S))
+                s.gpu = setups[-1]["where"].get("gpu_index")
+            except Exception as exc:
                 s.dead = True
-                setups.append({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"})
+                ray.kill(s.actor)
+                text = str(exc).strip().splitlines()
+                setups.append({"error": f"{type(exc).__name__}: {text[-1][:300] if text else ''}"})
+        self._setups = setups
         if all(s.dead for s in self._slots):
             raise RuntimeError(f"no Ray slot could start its worker: {setups[0].get('error')}")
         self.cluster = self._describe(nodes, setups, device)
@@ -312,7 +321,7 @@ class RayExecutor(Executor):
             from ..worker import make_row
 
             row = make_row(plan.point, ctx.run_id, "error", reason, predicted_bytes=plan.predicted_bytes)
-            row.update(executor="ray", requeued=note)
+            row.update(executor="ray", **({"requeued": note} if note else {}))
             return [(plan.point, row)]
 
         yield from self._schedule(todo, submit, label, rows, lost, ctx.status)
@@ -341,7 +350,8 @@ class RayExecutor(Executor):
         def lost(job, reason: str, note: str | None):
             todo = [r for r in neuron_rows(job, job.neurons[0], device=device, run_id=run_id, scenario=scenario)
                     if r["key"] not in done_keys]
-            return [(job, dict(r, status="error", reason=reason, executor="ray", requeued=note)) for r in todo]
+            extra = {"requeued": note} if note else {}
+            return [(job, dict(r, status="error", reason=reason, executor="ray", **extra)) for r in todo]
 
         for _, row in self._schedule(jobs, submit, label, rows, lost, None):
             write_row(row)
@@ -352,10 +362,11 @@ class RayExecutor(Executor):
         ray = self._ray
         live = [s for s in self._slots if not s.dead]
         # kill the isolated workers first (slots answer a second call while busy), then the actors
-        refs = [s.actor.close.remote(kill) for s in live]
         try:
-            ray.wait(refs, num_returns=len(refs), timeout=5 if kill else 30)
-        except Exception:
+            refs = [s.actor.close.remote(kill) for s in live]
+            if refs:
+                ray.wait(refs, num_returns=len(refs), timeout=5 if kill else 30)
+        except Exception:  # a lost connection or dead actors: the kills below are what matters
             pass
         for s in live:
             try:
@@ -388,7 +399,8 @@ class RayExecutor(Executor):
                 yield from lost(item, "no Ray slot is left alive to run it (its nodes died)", note)
                 continue
             if status is not None:
-                where = "; ".join(f"{s.hostname}: {s.label}" for s, _, _ in inflight.values())
+                where = "; ".join(f"{s.hostname}{'/gpu' + s.gpu if s.gpu else ''}: {s.label}"
+                                  for s, _, _ in inflight.values())
                 status(f"{done} done, {len(inflight)} running, {len(queue)} queued | {where}")
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
             for ref in ready:
@@ -429,9 +441,10 @@ class RayExecutor(Executor):
             return
         actor = self._ray.remote(Slot).options(**opts[0]).remote()
         try:
-            self._ray.get(actor.setup.remote(self._device or "cpu", False))
-        except self._ray.exceptions.RayError:
+            got = self._ray.get(actor.setup.remote(self._device or "cpu", False), timeout=SETUP_TIMEOUT_S)
+        except Exception:  # the node cannot host a new slot: the run goes on with the others
+            self._ray.kill(actor)
             return
-        new = _Handle(actor, slot.node_id, slot.hostname)
+        new = _Handle(actor, slot.node_id, slot.hostname, gpu=got["where"].get("gpu_index"))
         self._slots.append(new)
         idle.append(new)
