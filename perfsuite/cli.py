@@ -84,8 +84,9 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
                                               "this machine) or ray (every device of a Ray cluster; "
                                               "pip install 'perfsuite[ray]')"),
         address: Optional[str] = typer.Option(None, help="ray: 'local' (start a Ray instance on this machine), "
-                                              "'auto' (join the running cluster), HOST:PORT (a head node) or 'ray://HOST:PORT'; default: "
-                                              "join a running cluster, else start a local one"),
+                                              "'auto' (join the running cluster), HOST:PORT (a head node) or "
+                                              "'ray://HOST:PORT'; default: join a running cluster, else start a "
+                                              "local one"),
         num_gpus: Optional[int] = typer.Option(None, "--num-gpus", help="ray with --address local: GPUs the "
                                                "local instance declares (default: what Ray detects)"),
         gpus_per_point: int = typer.Option(1, "--gpus-per-point", help="ray: whole GPUs each point reserves"),
