@@ -51,6 +51,24 @@ def fail(message: str) -> None:
     raise typer.Exit(EXIT_USAGE)
 
 
+def os_error_message(exc: OSError, out_dir: Path, resume: str | None) -> str:
+    """One line for an OS error while writing a run folder (read-only, full disk, name too long)."""
+    import errno
+
+    what = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    msg = f"cannot write the run folder {out_dir}: {what}{where}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        msg += "; the rows written so far are kept"
+        if resume:
+            msg += f": free some space, then finish with: {resume}"
+    elif exc.errno == errno.ENAMETOOLONG:
+        msg += "; expected a shorter --out path"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        msg += "; expected a writable --out folder"
+    return msg
+
+
 def _load(path: Path):
     from .scenario import ScenarioError, load_scenario
 
@@ -109,8 +127,11 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     if resume and out_dir is None:
         fail("--resume needs --out: the folder of the run to finish")
     out_dir = out_dir or _default_out(sc.name)
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"--out {out_dir} is a file; expected a run folder (new, or one to --resume)")
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            fail(f"--out {out_dir} is a file; expected a run folder (new, or one to --resume)")
+    except OSError as exc:  # e.g. a name too long for the file system
+        fail(os_error_message(exc, out_dir, None))
     try:
         from .scenario import resolve_device
 
@@ -123,6 +144,8 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
                                    executor=_executor(executor, address, num_gpus, gpus_per_point, allow_mixed))
     except ValueError as exc:
         fail(str(exc))
+    except OSError as exc:  # read-only folder, full disk, name too long: the rows written so far are kept
+        fail(os_error_message(exc, out_dir, f"perfsuite run {scenario} --out {out_dir} --resume"))
     except RuntimeError as exc:  # the worker could not even record the environment
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -191,7 +214,7 @@ def _dry_run(sc, points, device: str | None, extrapolation: dict | None) -> None
     ``extrapolation``: the block this shard would run (only counted: its cost is training, not memory)."""
     import torch
 
-    from .measure.memory import device_memory_bytes
+    from .measure.memory import device_memory_bytes, host_memory
     from .runner import plan_point, plan_summary
     from .scenario import resolve_device
 
@@ -201,8 +224,12 @@ def _dry_run(sc, points, device: str | None, extrapolation: dict | None) -> None
         dev_bytes, memory = None, "device memory unknown (no CUDA device here)"
     else:
         try:
-            dev_bytes = device_memory_bytes(dev)
-            memory = f"memory {_human_bytes(dev_bytes)}"
+            if dev == "cpu":  # the smaller of the host's available memory and the cgroup's limit
+                dev_bytes, source = host_memory()
+                memory = f"memory {_human_bytes(dev_bytes)} ({source})"
+            else:
+                dev_bytes = device_memory_bytes(dev)
+                memory = f"memory {_human_bytes(dev_bytes)}"
         except Exception as exc:  # the listing is still useful without the device's size
             dev_bytes, memory = None, f"device memory unknown ({type(exc).__name__}: {exc})"
     if dev_bytes is None:
@@ -339,13 +366,15 @@ def merge(out_dir: Path = typer.Argument(..., help="new folder for the merged ru
                                      "or holding different rows for one key (an ok row wins, else the last part's)")) -> None:
     """Join shard run folders of one run into one (rows deduplicated by key); parts from different
     environments, or with different rows for one key, are refused unless --force."""
-    from .results import ENV_FILE
     from .merge import merge_runs
+    from .results import ENV_FILE
 
     try:
         result = merge_runs(out_dir, parts, force=force)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(os_error_message(exc, out_dir, None))
     forced = json.loads((out_dir / ENV_FILE).read_text(encoding="utf-8")).get("merge_forced")
     if forced:
         for line in forced["env_differences"]:

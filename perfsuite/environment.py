@@ -33,11 +33,13 @@ def collect_env(device: str, roofline: bool = True) -> dict:
     """env.json contents: environment, measured roofline, idle power (CUDA + NVML), device memory."""
     from .measure import device as devmod
     from .measure.energy import NvmlEnergy
-    from .measure.memory import device_memory_bytes
+    from .measure.memory import device_memory_bytes, host_memory
 
     env = devmod.environment(device)
-    env["memory_bytes"] = device_memory_bytes(device)
-    env["memory_source"] = "cuda total_memory" if device == "cuda" else "host MemAvailable at run start"
+    if device == "cuda":
+        env["memory_bytes"], env["memory_source"] = device_memory_bytes(device), "cuda total_memory"
+    else:  # the smaller of the host's available memory and this process's cgroup limit
+        env["memory_bytes"], env["memory_source"] = host_memory()
     try:
         env["roofline"] = devmod.roofline(device) if roofline else None
         if not roofline:

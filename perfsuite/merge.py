@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .environment import merge_env_differences
-from .results import ENV_FILE, RESULTS_FILE, RunResult, append_row, load_run
+from .results import ENV_FILE, RESULTS_FILE, RunResult, append_row, load_run, lock_run_dir
 from .summary import write_summary
 
 
@@ -35,11 +35,25 @@ def merge_runs(out_dir: str | os.PathLike, parts: Sequence[str | os.PathLike], *
     env.json then lists the differences and, per such key, the parts and the winner under
     ``merge_forced``. env.json is the first part's, with ``merged_from``: each part's path, run id,
     host, GPU, commit and whole env.json."""
-    out = Path(out_dir)
-    if (out / RESULTS_FILE).exists() and (out / RESULTS_FILE).stat().st_size > 0:
-        raise ValueError(f"{out} already holds results; merge into a new folder")
     if not parts:
         raise ValueError("merge: no parts given; expected one or more run folders")
+    out = Path(out_dir)
+    # a run or another merge writing the same folder is refused; a refused merge creates no folder
+    lock = lock_run_dir(out) if out.is_dir() else None
+    try:
+        return _merge(out, parts, force, lock)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _holds_results(out: Path) -> bool:
+    return (out / RESULTS_FILE).exists() and (out / RESULTS_FILE).stat().st_size > 0
+
+
+def _merge(out: Path, parts: Sequence[str | os.PathLike], force: bool, lock) -> RunResult:
+    if _holds_results(out):
+        raise ValueError(f"{out} already holds results; merge into a new folder")
     envs: list[tuple[str, dict]] = []
     holders: dict[str, list[tuple[str, dict]]] = {}  # key -> [(part, row)] in part order
     for part in parts:
@@ -69,7 +83,20 @@ def merge_runs(out_dir: str | os.PathLike, parts: Sequence[str | os.PathLike], *
         if key in conflicts:
             duplicates.append({"key": key, "parts": [p for p, _ in h], "statuses": [r["status"] for _, r in h],
                                "winner": winner, "rule": _merge_rule(len(ok), len(h))})
-    out.mkdir(parents=True, exist_ok=True)
+    if lock is None:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(out)
+        try:
+            return _write_merged(out, envs, by_key, env_diffs, duplicates)
+        finally:
+            lock.close()
+    return _write_merged(out, envs, by_key, env_diffs, duplicates)
+
+
+def _write_merged(out: Path, envs: list[tuple[str, dict]], by_key: dict[str, dict], env_diffs: list[str],
+                  duplicates: list[dict]) -> RunResult:
+    if _holds_results(out):  # a run that started here while the parts were read
+        raise ValueError(f"{out} already holds results; merge into a new folder")
     env = dict(envs[0][1])
     env["merged_from"] = [{"path": p, "run_id": e.get("run_id"), "hostname": e.get("hostname"),
                            "gpu": (e.get("gpu") or {}).get("name"), "commit": e.get("commit"), "env": e}

@@ -287,8 +287,8 @@ def profile_points(points, run_dir: str | os.PathLike, *, steps: int = DEFAULT_S
     """Profile each scenario point in this process (the same workload the runner times) and append one
     line per point to ``run_dir/profiles.jsonl``: the point's fields, ``status``/``reason`` as in a row
     (`perfsuite.errors.classify_exception`), and the ``profile`` block of `profile_point`."""
-    from .results import append_row
     from .errors import classify_exception
+    from .results import append_row
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,12 @@
 A run folder holds ``env.json`` (the environment, once) and ``results.jsonl`` (one JSON object per
 measured point, appended and flushed one by one, so a crash loses at most the point in flight).
 
+This module owns the row schema and the files of a run folder: writing rows (`append_row`, non-finite
+numbers stored as null), reading them with the checks every reader shares (`read_rows`, `load_run`,
+`load_env` raise `BadRunFile` naming the file and line), repairing a folder for ``--resume``
+(`salvage_rows`) and the folder's writer lock (`lock_run_dir`). It imports nothing from perfsuite
+(pandas lazily, in `to_frame`): every layer may use it.
+
 Row schema (``SCHEMA_VERSION`` = 1). Keys marked * are always present; the metric blocks are ``null``
 when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why.
 
@@ -33,6 +39,9 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
 * ``peer``: for a peer backend, which implementation of the other library ran:
   ``{"library", "version", "implementation", "env"}`` (e.g. SpikingJelly's torch or triton LIF)
 * ``started_at``: ISO time; ``duration_s``: wall time of the point, including warm-up
+* ``nonfinite`` (only when something was): the field paths (``"activity.firing_rate"``,
+  ``"time.samples_ms.3"``) whose value was NaN or infinite; they are stored as ``null`` (JSON has no
+  NaN). A non-finite measured quantity makes a bench row ``error`` with that reason (`perfsuite.worker`)
 * ``profile`` (only in runs made with ``perfsuite run --profile``; bench rows): the block of
   `perfsuite.profile.profile_point`, recorded after the point was timed: ``{"trace": path relative to the
   run folder, "tensorboard_logdir", "identity": "ok" | "mismatch" | "unverified", "detail", "kernels":
@@ -44,8 +53,10 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,6 +67,20 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "skipped", "oom", "error", "unsupported", "timeout")
 RESULTS_FILE = "results.jsonl"
 ENV_FILE = "env.json"
+#: where ``--resume`` moves the lines of results.jsonl it cannot read, before it appends
+REJECTED_FILE = "results.rejected.jsonl"
+#: the exclusive lock of a run folder while a run, resume or merge writes it (`lock_run_dir`)
+LOCK_FILE = ".lock"
+#: keys every row holds (with a string key and a known status) for a reader to use it
+REQUIRED_KEYS = ("key", "status")
+
+
+class BadRunFile(ValueError):
+    """A results.jsonl or env.json that cannot be read as a run: the message names the file and line."""
+
+
+class RunDirLocked(ValueError):
+    """Another process holds the run folder's lock (`lock_run_dir`)."""
 #: the fields that identify a point (its key is a hash of these)
 KEY_FIELDS = ("kind", "neuron", "neuron_params", "backend", "seq_len", "batch", "features", "precision",
               "mode", "workload", "workload_params", "device", "task", "train_len", "eval_len")
@@ -73,7 +98,11 @@ def point_key(fields: dict[str, Any]) -> str:
 
 
 def append_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
-    """Append one row and force it to disk before returning."""
+    """Append one row and force it to disk before returning. Non-finite numbers are stored as null and
+    their paths added to the row's ``nonfinite`` (`finite_row`); the caller's dict is updated too."""
+    nonfinite = finite_row(row)
+    if nonfinite:
+        row["nonfinite"] = sorted(set(row.get("nonfinite") or []) | set(nonfinite))
     line = json.dumps(row, default=_json_default, allow_nan=False)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
@@ -81,6 +110,34 @@ def append_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def finite_row(row: dict[str, Any]) -> list[str]:
+    """Replace every NaN or infinite number in ``row`` (nested dicts and lists, numpy/torch scalars
+    too) by None, in place; returns the dotted paths of the replaced values."""
+    found: list[str] = []
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            for k in list(value):
+                value[k] = clean(value[k], f"{path}.{k}" if path else str(k))
+            return value
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                value[i] = clean(v, f"{path}.{i}")
+            return value
+        if isinstance(value, tuple):
+            return clean(list(value), path)
+        if not isinstance(value, (bool, int, float, str)) and value is not None and hasattr(value, "item"):
+            try:
+                value = value.item()
+            except (TypeError, ValueError):  # a tensor of several numbers: left to _json_default
+                return value
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append(path)
+            return None
+        return value
+
+    clean(row, "")
+    return found
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
@@ -89,20 +146,129 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a ``results.jsonl``; a torn last line (killed mid-write) is ignored, other bad lines raise."""
+def row_problem(value: Any) -> str | None:
+    """Why a parsed results.jsonl line is no row (not an object, a required key missing or of the wrong
+    type, an unknown status), or None when it is one."""
+    if not isinstance(value, dict):
+        return f"holds {type(value).__name__} {json.dumps(value)[:60]}, expected a JSON object (one row)"
+    missing = [k for k in REQUIRED_KEYS if k not in value]
+    if missing:
+        return f"is a row without {', '.join(repr(k) for k in missing)} (every row holds {list(REQUIRED_KEYS)})"
+    if not isinstance(value["key"], str):
+        return f"has key={value['key']!r}, expected a string"
+    if value["status"] not in STATUSES:
+        return f"has status={value['status']!r}, expected one of {list(STATUSES)}"
+    return None
+
+
+def scan_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]], bool]:
+    """(rows, rejected, torn) of a results.jsonl: every line that is a row; (line number, line, why) of
+    every other non-blank line; and whether the file ends in a line without its newline (a kill
+    mid-write). A torn last line that is not a row is among ``rejected``, its reason starting "is torn"."""
+    rows, _, rejected, torn = _scan(path)
+    return rows, rejected, torn
+
+
+def _scan(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str], list[tuple[int, str, str]], bool]:
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise BadRunFile(f"{path} is a folder; expected a results.jsonl file") from None
     rows: list[dict[str, Any]] = []
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    good: list[str] = []  # the text of each row's line
+    rejected: list[tuple[int, str, str]] = []
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    torn = bool(lines[-1])  # text after the last newline
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc})") from exc
+            value = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            why = "is torn (no newline at its end: the run was killed while writing it)" \
+                if i == len(lines) - 1 else f"is not valid JSON ({exc})"
+            rejected.append((i + 1, line, why))
+            continue
+        problem = row_problem(value)
+        if problem:
+            rejected.append((i + 1, line, problem))
+        else:
+            rows.append(value)
+            good.append(line)
+    return rows, good, rejected, torn
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a ``results.jsonl``; a torn last line (killed mid-write) is ignored, any other line that
+    is not a row (`row_problem`: bad JSON, not an object, no key or status) raises `BadRunFile` naming
+    the file and line."""
+    rows, rejected, _ = scan_rows(path)
+    for line_no, _, why in rejected:
+        if not why.startswith("is torn"):
+            raise BadRunFile(f"{path}: line {line_no} {why}")
     return rows
+
+
+def salvage_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """Make ``path`` safe to append to for ``--resume``: move every line that is no row (`scan_rows`),
+    a torn last line included, into ``results.rejected.jsonl`` next to it (appended), and replace
+    ``path`` atomically by its rows. Returns (rows, one warning per moved line); ``path`` is untouched
+    when every line is a whole row."""
+    path = Path(path)
+    rows, good, rejected, torn = _scan(path)
+    if not rejected and not torn:
+        return rows, []
+    rejected_path = path.with_name(REJECTED_FILE)
+    if rejected:
+        with open(rejected_path, "a", encoding="utf-8") as f:
+            for _, line, _ in rejected:
+                f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in good:  # each row's line as it was written
+            f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return rows, [f"{path}: line {n} {why}; moved to {rejected_path}" for n, _, why in rejected]
+
+
+def load_env(path: str | os.PathLike) -> dict[str, Any]:
+    """An env.json as a dict; `BadRunFile` naming the file when it is not a JSON object."""
+    try:
+        env = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRunFile(f"{path}: not valid JSON ({exc}); expected the run's environment as a JSON object") from None
+    if not isinstance(env, dict):
+        raise BadRunFile(f"{path}: holds {type(env).__name__}, expected a JSON object (the run's environment)")
+    return env
+
+
+def lock_run_dir(out_dir: str | os.PathLike):
+    """Take the exclusive lock of a run folder (``<out_dir>/.lock``, `fcntl.flock`, non-blocking) and
+    write this process's pid into it. Returns the open lock file: the lock holds until it is closed (or
+    the process ends). `RunDirLocked` naming the folder and the holder's pid when another process holds it."""
+    import fcntl
+
+    path = Path(out_dir) / LOCK_FILE
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunDirLocked(f"{out_dir} is in use by another perfsuite process (pid {holder}): a run, resume "
+                               "or merge writes it; wait for it to end or choose another --out folder") from None
+        raise
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 @dataclass
@@ -115,6 +281,8 @@ class RunResult:
     new_rows: int = 0
     resumed: int = 0
     interrupted: bool = False
+    #: what ``--resume`` had to repair (lines moved to results.rejected.jsonl), one line each
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> Counter:
@@ -128,12 +296,13 @@ def results_path(run: str | os.PathLike) -> Path:
 
 
 def load_run(run: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(env, rows) of a run folder or results file; env is {} when ``env.json`` is missing."""
+    """(env, rows) of a run folder or results file; env is {} when ``env.json`` is missing.
+    `BadRunFile` (a ValueError) names the file and line of anything that is not a run."""
     path = results_path(run)
     if not path.exists():
         raise FileNotFoundError(f"{run}: no {RESULTS_FILE} found (expected a run folder or a results file)")
     env_path = path.parent / ENV_FILE
-    env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.exists() else {}
+    env = load_env(env_path) if env_path.exists() else {}
     return env, read_rows(path)
 
 

@@ -28,7 +28,18 @@ from typing import Iterable, Iterator, Sequence
 
 from .errors import exc_reason
 from .executors import Executor, LocalExecutor, Planned, RunContext
-from .results import ENV_FILE, RESULTS_FILE, RunResult, append_row, read_rows
+from .results import (
+    ENV_FILE,
+    RESULTS_FILE,
+    RunResult,
+    append_row,
+    finite_row,
+    load_env,
+    lock_run_dir,
+    read_rows,
+    salvage_rows,
+    scan_rows,
+)
 from .summary import write_summary
 from .worker import now
 
@@ -138,37 +149,58 @@ class Runner:
             raise ValueError(f"points for several devices {sorted(devices)}; expected one device per run")
         device = devices.pop() if devices else (device or "cpu")
         _check_device(device)
+        if self.resume and not any((self.out_dir / f).exists() for f in (RESULTS_FILE, ENV_FILE)):
+            raise ValueError(f"nothing to resume in {self.out_dir}: it holds no {RESULTS_FILE} or {ENV_FILE} "
+                             "(expected the folder of an earlier run; drop --resume to start a new one)")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(self.out_dir)  # one writer per folder: a second run/resume/merge is refused
+        try:
+            return self._run_locked(points, extrapolation, scenario, device)
+        finally:
+            lock.close()
+
+    def _run_locked(self, points: list, extrapolation: dict | None, scenario: str, device: str) -> RunResult:
         results = self.out_dir / RESULTS_FILE
         done: set[str] = set()
+        warnings: list[str] = []
         if results.exists() and results.stat().st_size > 0:
             if not self.resume:
-                n = len(read_rows(results))
+                n = len(scan_rows(results)[0])
                 raise ValueError(f"{self.out_dir} already holds {n} rows; pass --resume to finish that run "
                                  "or choose another --out folder")
-            repair_torn_tail(results)
-            done = {r["key"] for r in read_rows(results)}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+            rows, warnings = salvage_rows(results)  # unreadable lines -> results.rejected.jsonl
+            for w in warnings:
+                self._warn(w)
+            done = {r["key"] for r in rows}
         todo = [p for p in points if p.key not in done]
-        result = RunResult(self.out_dir, resumed=len(points) - len(todo))
+        result = RunResult(self.out_dir, resumed=len(points) - len(todo), warnings=warnings)
+        failed = True  # any exit but a normal end or Ctrl-C (e.g. a full disk) kills the workers
         with _sigterm_as_interrupt():
             try:
                 env = self._env(device)
                 self._loop(todo, env, results, result)
                 if extrapolation is not None:
                     self._extrapolate(extrapolation, scenario, env, device, results, result, done)
+                failed = False
             except KeyboardInterrupt:
-                result.interrupted = True
+                result.interrupted, failed = True, False
             finally:
-                self.executor.close(kill=result.interrupted)
+                self.executor.close(kill=result.interrupted or failed)
         result.rows = read_rows(results) if results.exists() else []
         write_summary(self.out_dir, result.rows)
         return result
+
+    def _warn(self, text: str) -> None:
+        if self.console is not None:
+            from rich.markup import escape
+
+            self.console.print(f"[yellow]warning:[/] {escape(text)}")
 
     def _env(self, device: str) -> dict:
         """env.json of the run: measured once by the executor; a resumed run keeps its own (and run id)."""
         path = self.out_dir / ENV_FILE
         if self.resume and path.exists():
-            return json.loads(path.read_text(encoding="utf-8"))
+            return load_env(path)
         env = self.executor.environment(device, self.roofline)
         env.setdefault("executor", self.executor.name)
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -176,7 +208,10 @@ class Runner:
             env["command"] = self.command
         if self.reproduce:
             env["reproduce"] = reproduce_entry(self.reproduce, env.get("commit"))
-        path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
+        nonfinite = finite_row(env)  # e.g. a NaN roofline figure: null, named, and strict JSON
+        if nonfinite:
+            env["nonfinite"] = nonfinite
+        path.write_text(json.dumps(env, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
         return env
 
     def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:
@@ -202,7 +237,7 @@ class Runner:
             append_row(results, row)
             result.new_rows += 1
             if self.console is not None and self.progress:
-                self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}")
+                self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}", markup=False)
 
         self.executor.extrapolate(ExtrapolationConfig.from_block(block), out_dir=self.out_dir, device=device,
                                   run_id=env["run_id"], scenario=scenario, done_keys=done, write_row=write)
@@ -228,26 +263,16 @@ def reproduce_entry(command: str, commit: str | None) -> dict:
     return {"command": command, "commit": commit, "note": note}
 
 
-def repair_torn_tail(path: Path) -> bool:
-    """Cut a last line left unfinished by a kill mid-write, so rows appended later stay valid JSON
-    lines (`read_rows` ignores a torn *last* line only). Returns True when something was cut."""
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return False
-    with open(path, "r+b") as f:
-        f.truncate(data.rfind(b"\n") + 1)
-    return True
-
-
 def run_points(points: Sequence, out_dir: str | os.PathLike, *, resume: bool = False,
                shard: tuple[int, int] | None = None, progress: bool = True, console=None,
                roofline: bool = True, extrapolation: dict | None = None, scenario: str = "",
                device: str | None = None, command: str | None = None, reproduce: str | None = None,
                profile: bool = False, executor: Executor | None = None) -> RunResult:
     """Run ``points`` (the shard of them) and an optional extrapolation block into ``out_dir``; see
-    `Runner` (``executor``: where points run, default `LocalExecutor`). The extrapolation block runs in
-    shard 1 only (it is not split). ``profile``: trace each ok point after timing it (`Runner._profile`). ``command``: what was run (env.json ``command``);
-    ``reproduce``: the command that measures the run again, without ``--out`` (`reproduce_entry`)."""
+    `Runner`. The extrapolation block runs in shard 1 only (it is not split). ``profile``: trace each
+    ok point after timing it (`perfsuite.executors.local.LocalExecutor._profile`). ``command``: what
+    was run (env.json ``command``); ``reproduce``: the command that measures the run again, without
+    ``--out`` (`reproduce_entry`). ``executor``: where points run (default: a `LocalExecutor`)."""
     extrapolation = shard_extrapolation(extrapolation, shard)
     runner = Runner(out_dir, resume=resume, progress=progress, console=console, roofline=roofline,
                     command=command, reproduce=reproduce, profile=profile, executor=executor)
@@ -286,6 +311,7 @@ def _progress(enabled: bool, console, total: int):
     if not enabled:
         yield lambda text: None
         return
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -301,8 +327,8 @@ def _progress(enabled: bool, console, total: int):
         task = prog.add_task("points", total=total, where="")
 
         def advance(text: str) -> None:
-            prog.update(task, advance=1, description=text[:60])
+            prog.update(task, advance=1, description=escape(text[:60]))  # names from data: no rich markup
 
         # an executor running several points at once says what runs where (`RunContext.status`)
-        advance.status = lambda text: prog.update(task, where=text[:160])
+        advance.status = lambda text: prog.update(task, where=escape(text[:160]))
         yield advance

@@ -6,11 +6,13 @@ runner (which calls it).
 """
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from .results import STATUSES
+from .results import ENV_FILE, STATUSES, load_env
+from .text import md_cell, md_code, md_fence, md_text
 
 SUMMARY_FILE = "summary.md"
 SUMMARY_COLUMNS = ("neuron", "backend", "mode", "precision", "seq_len", "batch", "features", "status",
@@ -26,12 +28,17 @@ def summary_cells(row: dict) -> list[str]:
     return [
         str(row.get("neuron")), str(row.get("backend")), str(row.get("mode")), str(row.get("precision")),
         str(row.get("seq_len")), str(row.get("batch")), str(row.get("features")), str(row.get("status")),
-        f"{t['median_ms']:.4g}" if t else "",
-        ci_label(t) if t and t.get("ci95_ms") else "",
-        f"{m['peak_allocated_bytes'] / 2**20:.4g}" if m and m.get("peak_allocated_bytes") is not None else "",
-        f"{a['firing_rate']:.3f}" if a else "",
-        f"{g['equal_fraction']:.4f}" if g else "",
+        _num(t and t.get("median_ms"), ".4g"),
+        ci_label(t) if t and t.get("ci95_ms") and None not in t["ci95_ms"] else "",
+        _num(m and m.get("peak_allocated_bytes") is not None and m["peak_allocated_bytes"] / 2**20, ".4g"),
+        _num(a and a.get("firing_rate"), ".3f"),
+        _num(g and g.get("equal_fraction"), ".4f"),
     ]
+
+
+def _num(value, fmt: str) -> str:
+    """A number formatted, or "" for a block that is absent or a value stored as null (non-finite)."""
+    return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
 EXTRAPOLATION_COLUMNS = ["neuron", "task", "train_len", "eval_len", "status", "loss", "optimal loss", "excess",
@@ -57,11 +64,22 @@ def _split(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
 
 def _md_table(columns: list[str], lines_cells: Iterable[list[str]]) -> list[str]:
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in lines_cells]
+    out += ["| " + " | ".join(md_cell(c) for c in cells) + " |" for cells in lines_cells]
     return out
 
 
-def summary_markdown(rows: Iterable[dict]) -> str:
+def reason_groups(rows: Iterable[dict]) -> list[tuple[str, str, int]]:
+    """(status, reason, count) of the rows that are not ok, one entry per distinct status and reason,
+    most frequent first: what the end of a run says about the rows it could not measure."""
+    counts = Counter((r["status"], str(r.get("reason") or "no reason recorded")) for r in rows if r["status"] != "ok")
+    return [(status, reason, n) for (status, reason), n in
+            sorted(counts.items(), key=lambda kv: (-kv[1], STATUSES.index(kv[0][0]) if kv[0][0] in STATUSES else 99))]
+
+
+def summary_markdown(rows: Iterable[dict], env: dict | None = None) -> str:
+    """summary.md: status counts, the table of rows, the reason of every row that is not ok, and the
+    command that measures the run again (``env``'s ``reproduce``). Every text that comes from rows or
+    env.json is escaped (`perfsuite.text`)."""
     rows = list(rows)
     bench, extra = _split(rows)
     counts = Counter(r["status"] for r in rows)
@@ -83,13 +101,23 @@ def summary_markdown(rows: Iterable[dict]) -> str:
     if problems:
         lines += ["", "## Not ok", ""]
         for r in problems:
-            lines.append(f"- `{r['key']}`: **{r['status']}**: {r.get('reason')}")
+            lines.append(f"- {md_code(r['key'])}: **{md_text(r['status'])}**: {md_text(r.get('reason'))}")
+    reproduce = (env or {}).get("reproduce")
+    if isinstance(reproduce, dict) and reproduce.get("command"):
+        commit = reproduce.get("commit")
+        steps = ([f"git checkout {commit}"] if commit else []) + [f"{reproduce['command']} --out NEW_FOLDER"]
+        lines += ["", "## Reproduce", "", md_text(reproduce.get("note") or ""), "",
+                  md_fence("\n".join(str(s) for s in steps), "sh")]
     return "\n".join(lines) + "\n"
 
 
 def write_summary(out_dir: Path, rows: list[dict]) -> Path:
+    """``summary.md`` of the rows, with the reproduce command of the folder's env.json when it has one."""
     path = Path(out_dir) / SUMMARY_FILE
-    path.write_text(summary_markdown(rows), encoding="utf-8")
+    env = None
+    with contextlib.suppress(OSError, ValueError):
+        env = load_env(Path(out_dir) / ENV_FILE)
+    path.write_text(summary_markdown(rows, env), encoding="utf-8")
     return path
 
 
@@ -99,21 +127,25 @@ _STATUS_COLORS = {"ok": "green", "skipped": "yellow", "unsupported": "yellow", "
 
 def _rich_table(title: str, columns: list[str], rows: list[dict], cells_of, status_col: int):
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     for c in columns:
         table.add_column(c, justify="right" if c in ("seq_len", "batch", "features", "train_len", "eval_len")
                          or "ms" in c or "loss" in c or c in ("excess", "accuracy") else "left")
     for r in rows:
-        cells = cells_of(r)
-        cells[status_col] = f"[{_STATUS_COLORS.get(r['status'], 'white')}]{cells[status_col]}[/]"
+        cells = [Text(c) for c in cells_of(r)]  # data-borne text: never read as rich markup
+        cells[status_col].stylize(_STATUS_COLORS.get(r["status"], "white"))
         table.add_row(*cells)
     return table
 
 
 def summary_table(rows: Iterable[dict]):
-    """Rich tables of the rows (the end-of-run summary): timed points, then extrapolation rows."""
+    """Rich tables of the rows (the end-of-run summary): timed points, then extrapolation rows, then
+    one line per distinct reason of the rows that are not ok (`reason_groups`), e.g.
+    ``12 unsupported: triton needs CUDA``."""
     from rich.console import Group
+    from rich.text import Text
 
     bench, extra = _split(rows)
     parts = []
@@ -121,4 +153,8 @@ def summary_table(rows: Iterable[dict]):
         parts.append(_rich_table("perfsuite run", SUMMARY_COLUMNS, bench, summary_cells, 7))
     if extra:
         parts.append(_rich_table("extrapolation", EXTRAPOLATION_COLUMNS, extra, extrapolation_cells, 4))
+    for status, reason, n in reason_groups(bench + extra):
+        line = Text(f"{n} {status}: ", style=_STATUS_COLORS.get(status, "white"))
+        line.append(reason)
+        parts.append(line)
     return Group(*parts)

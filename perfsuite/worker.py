@@ -18,6 +18,8 @@ import gc
 import multiprocessing as mp
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -25,7 +27,7 @@ from typing import Any
 
 from .environment import collect_env
 from .errors import classify_exception, exc_reason
-from .results import SCHEMA_VERSION, STATUSES
+from .results import SCHEMA_VERSION, STATUSES, finite_row
 
 __all__ = ["BLOCKS", "WORKER_START_TIMEOUT_S", "Worker", "WorkerDied", "WorkerTimeout", "classify_exception",
            "execute_point", "make_row", "now"]
@@ -52,7 +54,7 @@ class Worker:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         # not a daemon: torch.compile may start its own compile workers, which daemons may not have
-        self.proc = ctx.Process(target=_worker_main, args=(child,), name="perfsuite-worker")
+        self.proc = ctx.Process(target=_worker_main, args=(child, os.getpid()), name="perfsuite-worker")
         self.proc.start()
         child.close()
         try:
@@ -109,8 +111,37 @@ class Worker:
         self.kill()
 
 
-def _worker_main(conn) -> None:
+#: seconds between two checks of the worker's watchdog that its parent is still alive
+PARENT_POLL_S = 1.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent ends, even while it is busy in a point (a parent killed with
+    SIGKILL cannot kill it): on Linux the kernel sends SIGKILL at the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread polls ``os.getppid()`` and ends the
+    process once it is no longer ``parent_pid`` (the worker was re-parented). The idle worker also
+    ends on its own when the pipe to the parent closes (`_worker_main`)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="perfsuite-parent-watchdog", daemon=True).start()
+
+
+def _worker_main(conn, parent_pid: int) -> None:
     """Body of the worker process: answer requests until the parent says stop or goes away."""
+    die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group: the parent decides (it kills this worker), so a
     # KeyboardInterrupt here would only print a second traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -216,7 +247,9 @@ def _measure(point, ctx: dict) -> dict:
 def make_row(point, run_id: str, status: str, reason: str | None, result: dict | None = None,
              predicted_bytes: int | None = None, started_at: str | None = None,
              duration_s: float | None = None) -> dict:
-    """A row of the `perfsuite.results` schema for ``point``; absent blocks are null with a reason."""
+    """A row of the `perfsuite.results` schema for ``point``; absent blocks are null with a reason.
+    NaN or infinite numbers become null and are listed in ``nonfinite``; one inside a metric block (a
+    measured quantity: a time, a firing rate, ...) makes an ok point ``error`` with that reason."""
     from .workloads import analytic_cost
 
     if status not in STATUSES:
@@ -243,6 +276,14 @@ def make_row(point, run_id: str, status: str, reason: str | None, result: dict |
             row[extra] = result[extra]
     row["started_at"] = started_at or now()
     row["duration_s"] = duration_s
+    nonfinite = finite_row(row)
+    if nonfinite:
+        row["nonfinite"] = nonfinite
+        measured = [p for p in nonfinite if p.split(".")[0] in BLOCKS]
+        if measured and row["status"] == "ok":
+            shown = ", ".join(measured[:5]) + (f" and {len(measured) - 5} more" if len(measured) > 5 else "")
+            row["status"] = "error"
+            row["reason"] = f"non-finite measurement (NaN or infinite, stored as null): {shown}"
     return row
 
 

@@ -241,3 +241,16 @@ def test_executor_ray_without_ray_installed_exits_2_with_the_install_hint(tmp_pa
 def test_bad_ray_options_exit_2_naming_the_option(tmp_path, extra, expected):
     res = CliRunner().invoke(app, _smoke_args(tmp_path, *extra))
     assert res.exit_code == 2 and expected in res.output, res.output
+
+
+def test_the_cli_starts_without_importing_ray_and_the_executor_imports_nothing_above_it():
+    code = "import sys, perfsuite.cli, perfsuite.runner; assert 'ray' not in sys.modules, 'ray imported at start-up'"
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env(), timeout=120)
+    import ast
+
+    above = {"runner", "compare", "report", "analysis", "cli"}
+    tree = ast.parse((ROOT / "perfsuite" / "executors" / "ray.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = {n.split(".")[0] for n in [node.module or ""] + [a.name for a in node.names]}
+            assert not names & above, f"executors/ray.py imports {names & above} (line {node.lineno})"

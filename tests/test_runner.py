@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from perfsuite.results import STATUSES, read_rows
 from perfsuite.merge import merge_runs
-from perfsuite.runner import parse_shard, repair_torn_tail, run_points, select_shard
-from perfsuite.summary import summary_markdown
+from perfsuite.results import STATUSES, read_rows
+from perfsuite.runner import parse_shard, run_points, select_shard
 from perfsuite.scenario import Limits, load_scenario, scenario_from_dict
+from perfsuite.summary import summary_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TIMING = {"warmup_ms": 1, "rep_ms": 5, "min_reps": 3, "max_reps": 10}
@@ -134,14 +134,6 @@ def test_resume_after_killing_the_run_loses_and_duplicates_nothing(tmp_path):
     assert sorted(keys) == sorted(p.key for p in points) and len(keys) == len(set(keys))
     assert result.resumed == len(before) and result.new_rows == 6 - len(before)
     assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
-
-
-def test_repair_torn_tail(tmp_path):
-    f = tmp_path / "results.jsonl"
-    f.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "sta')
-    assert repair_torn_tail(f)
-    assert f.read_text() == '{"key": "a"}\n{"key": "b"}\n'
-    assert not repair_torn_tail(f)
 
 
 def test_shards_partition_the_sweep_and_merge_joins_them(tmp_path):
@@ -283,3 +275,24 @@ def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
         text = console.export_text()
         assert ("1/1" in text) is drawn, text
         assert "0/0" not in text
+
+
+# ------------------------------------------------------------------------------------- layering
+def test_run_modules_import_only_below_them():
+    """#15: worker, executors, environment, errors, summary, merge and results never import the runner
+    or anything above it (compare, report, analysis, cli), not even lazily inside a function."""
+    import ast
+
+    above = {"runner", "compare", "report", "analysis", "cli"}
+    low = ["worker.py", "environment.py", "errors.py", "summary.py", "merge.py", "results.py",
+           "executors/__init__.py", "executors/base.py", "executors/local.py"]
+    for rel in low:
+        path = ROOT / "perfsuite" / rel
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                names = [node.module or ""] + [a.name for a in node.names]
+                bad = {n.split(".")[0] for n in names} & above
+                assert not bad, f"perfsuite/{rel} imports {bad} (line {node.lineno})"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("perfsuite"):
+                assert not set(node.module.split(".")[1:2]) & above, f"perfsuite/{rel} line {node.lineno}"

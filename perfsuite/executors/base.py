@@ -91,4 +91,5 @@ class Executor(abc.ABC):
                           done_keys=done_keys)
 
     def close(self, kill: bool = False) -> None:
-        """Release the executor's workers (killed when ``kill``)."""
+        """Release the executor's workers (killed when ``kill``); an executor without any keeps this."""
+        return None

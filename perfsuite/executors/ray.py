@@ -149,8 +149,8 @@ class Slot:
             r.update(executor="ray", **self.where)
         return rows
 
-    def close(self, kill: bool = False) -> None:
-        self.local.close(kill=kill)
+    def close(self) -> None:
+        self.local.close()
 
 
 # ---------------------------------------------------------------------------------- the executor
@@ -214,7 +214,7 @@ class RayExecutor(Executor):
 
         res = node.get("Resources", {})
         place = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-        base = {"scheduling_strategy": place, "max_restarts": 0, "max_task_retries": 0, "max_concurrency": 2}
+        base = {"scheduling_strategy": place, "max_restarts": 0, "max_task_retries": 0}
         gpus = int(res.get("GPU", 0))
         if device == "cuda" or (self.options.num_gpus and gpus):
             n = gpus // self.options.gpus_per_point
@@ -361,11 +361,12 @@ class RayExecutor(Executor):
             return
         ray = self._ray
         live = [s for s in self._slots if not s.dead]
-        # kill the isolated workers first (slots answer a second call while busy), then the actors
+        # idle slots stop their workers cleanly; after an interrupt the actors are killed at once and
+        # their workers die with them (`perfsuite.worker.die_with_parent`)
         try:
-            refs = [s.actor.close.remote(kill) for s in live]
+            refs = [] if kill else [s.actor.close.remote() for s in live]
             if refs:
-                ray.wait(refs, num_returns=len(refs), timeout=5 if kill else 30)
+                ray.wait(refs, num_returns=len(refs), timeout=30)
         except Exception:  # a lost connection or dead actors: the kills below are what matters
             pass
         for s in live:
@@ -373,7 +374,7 @@ class RayExecutor(Executor):
                 ray.kill(s.actor)
             except Exception:
                 pass
-        self._slots = []
+        self._slots, self._setups = [], []
         ray.shutdown()  # stops a local instance; from a cluster, only this driver disconnects
         self._ray = None
 

@@ -86,10 +86,66 @@ class PeakMemory:
 
 
 def device_memory_bytes(device: str) -> int:
-    """Memory a point may use: the GPU's total memory, or the host's MemAvailable on the CPU."""
+    """Memory a point may use: the GPU's total memory, or on the CPU the host's MemAvailable, or the
+    memory limit of this process's cgroup when that is smaller (`host_memory`)."""
     if device == "cuda":
         return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-    for line in Path("/proc/meminfo").read_text().splitlines():
+    return host_memory()[0]
+
+
+#: where the cgroup file systems and this process's cgroup membership are read (tests point them elsewhere)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
+MEMINFO = Path("/proc/meminfo")
+#: a cgroup v1 limit at or above this is "no limit" (the kernel writes a page-rounded 2**63 - 1)
+_V1_UNLIMITED = 2 ** 60
+
+
+def host_memory(meminfo: Path | None = None, cgroup_root: Path | None = None,
+                self_cgroup: Path | None = None) -> tuple[int, str]:
+    """(bytes, source) of the memory a CPU run may use: min(host MemAvailable, cgroup limit). A
+    container or a SLURM job limits the process through its cgroup: ``memory.max`` (v2; ``max`` =
+    no limit) or ``memory/memory.limit_in_bytes`` (v1). ``source`` says which of the two was used."""
+    meminfo = meminfo or MEMINFO
+    host = None
+    for line in meminfo.read_text().splitlines():
         if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("/proc/meminfo has no MemAvailable")
+            host = int(line.split()[1]) * 1024
+    if host is None:
+        raise OSError(f"{meminfo} has no MemAvailable")
+    limit = cgroup_memory_limit(cgroup_root or CGROUP_ROOT, self_cgroup or SELF_CGROUP)
+    if limit is not None and limit[0] < host:
+        return limit[0], f"cgroup memory limit ({limit[1]}), below the host's MemAvailable at run start"
+    return host, "host MemAvailable at run start" + (f" (below the cgroup limit in {limit[1]})" if limit else "")
+
+
+def cgroup_memory_limit(root: Path, self_cgroup: Path) -> tuple[int, str] | None:
+    """(bytes, file) of the memory limit of this process's cgroup, or None when there is none (no
+    cgroup file system, ``max``, the v1 "unlimited" value). The process's own cgroup (from
+    ``/proc/self/cgroup``) is looked up first, then the root of the mount (a container sees its own
+    cgroup there)."""
+    v2_path, v1_path = "", ""
+    try:
+        for line in self_cgroup.read_text().splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
+                v2_path = parts[2].strip("/")
+            elif len(parts) == 3 and "memory" in parts[1].split(","):
+                v1_path = parts[2].strip("/")
+    except OSError:
+        pass
+    candidates = [root / v2_path / "memory.max", root / "memory.max",
+                  root / "memory" / v1_path / "memory.limit_in_bytes", root / "memory" / "memory.limit_in_bytes"]
+    for path in dict.fromkeys(candidates):  # in order, without repeats
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text == "max":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        return (value, str(path)) if value < _V1_UNLIMITED else None
+    return None
