@@ -254,3 +254,13 @@ def test_the_cli_starts_without_importing_ray_and_the_executor_imports_nothing_a
         if isinstance(node, ast.ImportFrom) and node.level:
             names = {n.split(".")[0] for n in [node.module or ""] + [a.name for a in node.names]}
             assert not names & above, f"executors/ray.py imports {names & above} (line {node.lineno})"
+
+
+def test_a_cluster_of_mixed_gpu_models_is_refused_unless_allowed():
+    node = lambda host, *models: {"hostname": host, "gpu_models": list(models)}  # noqa: E731
+    same = {"nodes": [node("a", "NVIDIA H100 80GB HBM3"), node("b", "NVIDIA H100 80GB HBM3"), node("c")]}
+    rayexec.check_gpu_models(same, allow_mixed=False)
+    mixed = {"nodes": [node("a", "NVIDIA H100 80GB HBM3"), node("b", "NVIDIA A100-SXM4-80GB")]}
+    with pytest.raises(ValueError, match=r"mixes GPU models .*b: NVIDIA A100.*--allow-mixed"):
+        rayexec.check_gpu_models(mixed, allow_mixed=False)
+    rayexec.check_gpu_models(mixed, allow_mixed=True)

@@ -87,6 +87,17 @@ class RayOptions:
                              "(points never share a GPU)")
 
 
+def check_gpu_models(cluster: dict, allow_mixed: bool) -> None:
+    """ValueError when the slots of ``cluster`` (env.json ``cluster``) hold different GPU models, unless
+    ``allow_mixed``: times from different models are not one sweep's."""
+    models = sorted({m for node in cluster["nodes"] for m in node["gpu_models"] if m})
+    if len(models) > 1 and not allow_mixed:
+        where = "; ".join(f"{n['hostname']}: {', '.join(n['gpu_models'])}" for n in cluster["nodes"] if n["gpu_models"])
+        raise ValueError(f"the Ray cluster mixes GPU models {models} ({where}); a run over several models is "
+                         "refused (its times are not comparable); pass --allow-mixed to run anyway (rows keep "
+                         "their GPU)")
+
+
 # ------------------------------------------------------------------------------------ the slot
 def _gpu_identity() -> dict:
     """``gpu_index`` (this process's ``CUDA_VISIBLE_DEVICES``, as Ray set it) and ``gpu_uuid`` from NVML
@@ -261,10 +272,7 @@ class RayExecutor(Executor):
         if all(s.dead for s in self._slots):
             raise RuntimeError(f"no Ray slot could start its worker: {setups[0].get('error')}")
         self.cluster = self._describe(nodes, setups, device)
-        models = sorted({m for m in self.cluster["gpu_models"] if m})
-        if len(models) > 1 and not self.options.allow_mixed:
-            raise ValueError(f"the Ray cluster mixes GPU models {models}; a run over several models is refused "
-                             "(its times are not comparable); pass --allow-mixed to run anyway (rows keep their GPU)")
+        check_gpu_models(self.cluster, self.options.allow_mixed)
         return setups
 
     def _describe(self, nodes: list[dict], setups: list[dict], device: str) -> dict:
