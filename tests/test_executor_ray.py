@@ -3,8 +3,10 @@
 Each Ray run starts a local instance and its slots (a Ray actor plus a spawned worker each), so these
 tests cost seconds; one sweep (module fixture) serves several checks. Skipped when ray is not
 installed (`pip install 'perfsuite[ray]'`), except the checks that need no Ray at all."""
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,10 +67,19 @@ def sweep(tmp_path_factory, plugins_importable):
     })
     points = sc.points()
     out = tmp_path_factory.mktemp("ray_sweep")
+    statuses: list[str] = []
+
+    class Recording(rayexec.RayExecutor):
+        """Keeps every progress line the executor reports (the runner draws them beside the bar)."""
+
+        def run(self, planned, ctx):
+            yield from super().run(planned, dataclasses.replace(ctx, status=statuses.append))
+
     t0 = time.monotonic()
-    result = run_points(points, out, progress=False, roofline=False, executor=_ray_executor())
+    result = run_points(points, out, progress=False, roofline=False,
+                        executor=Recording(rayexec.RayOptions(address="local", num_gpus=2)))
     return {"points": points, "rows": read_rows(out / "results.jsonl"), "result": result, "out": out,
-            "wall_s": time.monotonic() - t0}
+            "wall_s": time.monotonic() - t0, "statuses": statuses}
 
 
 def _interval(row: dict) -> tuple[float, float]:
@@ -85,6 +96,16 @@ def test_two_points_run_at_once_on_different_gpus(sweep):
     (a0, a1), (b0, b1) = sorted(_interval(r) for r in sleeping)
     assert min(r["duration_s"] for r in sleeping) > 2  # long enough for an overlap to be seen at 1 s resolution
     assert b0 < a1 - 1.0, f"the two points did not overlap: {(a0, a1)} then {(b0, b1)}"
+
+
+@needs_ray
+def test_progress_says_what_runs_where(sweep):
+    import platform
+
+    host = re.escape(platform.node())
+    both = rf"^\d+ done, 2 running, \d+ queued \| {host}/gpu[01]: [^;]+; {host}/gpu[01]: [^;]+$"
+    assert any(re.match(both, line) for line in sweep["statuses"]), sweep["statuses"][:5]
+    assert re.match(r"^0 done, 2 running, 4 queued \| ", sweep["statuses"][0]), sweep["statuses"][0]
 
 
 @needs_ray
