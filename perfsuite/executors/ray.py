@@ -30,6 +30,8 @@ import logging
 import os
 import platform
 import re
+import signal
+import threading
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
@@ -205,6 +207,9 @@ class RayExecutor(Executor):
                 kwargs["num_gpus"] = opts.num_gpus
         elif opts.address is not None:
             kwargs["address"] = opts.address
+        # Ray's core installs its own handlers (SIGTERM aborts the driver): keep the runner's, which turn
+        # SIGTERM and Ctrl-C into a clean stop that keeps the finished rows
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -212,6 +217,11 @@ class RayExecutor(Executor):
             raise ValueError(f"cannot reach a Ray cluster at --address {opts.address or '(Ray default)'}: "
                              f"{text[0] if text else type(exc).__name__}; start one with `ray start --head` "
                              "or use --address local") from None
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
         self._ray = ray
         return ray
 
