@@ -163,36 +163,48 @@ def test_row_keys_and_statuses_equal_the_local_executors(tmp_path, plugins_impor
     assert len(list((tmp_path / "ray" / "weights").glob("*.pt"))) == 2  # one trained model per neuron
 
 
+def _start_and_kill(args: list[str], results: Path, rows: int, sig: int, tmp_path) -> tuple[int, str]:
+    """Start the CLI, send ``sig`` once ``results`` holds ``rows`` lines; (exit code, stderr)."""
+    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= rows:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err.decode()
+
+
 @needs_ray
 def test_resume_after_killing_the_driver_completes_without_duplicates(tmp_path):
-    sc = {"name": "killme", "device": "cpu", "neurons": ["lif"], "seq_lens": [8, 12, 16, 20, 24, 28],
+    """SIGKILL (no clean-up at all), then a resume stopped by SIGTERM (a clean stop: exit 130, rows
+    kept), then a resume that finishes: every key once, finished rows untouched."""
+    sc = {"name": "killme", "device": "cpu", "neurons": ["lif"], "seq_lens": [8, 12, 16, 20, 24, 28, 32, 36],
           "batch": [2], "features": [4], "metrics": ["time"],
-          "timing": {"warmup_ms": 1, "rep_ms": 400, "min_reps": 3, "max_reps": 10000}}
+          "timing": {"warmup_ms": 1, "rep_ms": 400, "min_reps": 3, "max_reps": 1000}}
     path, out = tmp_path / "killme.yaml", tmp_path / "run"
     path.write_text(yaml.safe_dump(sc))
     args = [sys.executable, "-m", "perfsuite", "run", str(path), "--out", str(out), "--no-report", "--no-progress",
             "--no-roofline", "--executor", "ray", "--address", "local", "--num-gpus", "2"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     results = out / "results.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.exists() and len(results.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-    proc.stderr.close()
+    _start_and_kill(args, results, 2, signal.SIGKILL, tmp_path)
     before = results.read_text().splitlines()
-    assert 2 <= len(before) < 6
+    assert 2 <= len(before) < 8
+
+    code, err = _start_and_kill(args + ["--resume"], results, len(before) + 1, signal.SIGTERM, tmp_path)
+    assert code == 130 and "interrupted: finished rows are kept" in err, (code, err[-2000:])
+    middle = results.read_text().splitlines()
+    assert middle[:len(before)] == before and len(before) < len(middle) < 8
 
     done = subprocess.run(args + ["--resume"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     after = results.read_text().splitlines()
-    assert after[:len(before)] == before  # finished rows untouched
+    assert after[:len(middle)] == middle  # finished rows untouched
     keys = [json.loads(line)["key"] for line in after]
     assert sorted(keys) == sorted(p.key for p in load_scenario(path).points()) and len(keys) == len(set(keys))
-    assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed run keeps its env.json
+    assert len({json.loads(line)["run_id"] for line in after}) == 1  # the resumed runs keep the env.json
 
 
 @needs_ray
