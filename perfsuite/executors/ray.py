@@ -421,7 +421,11 @@ class RayExecutor(Executor):
                 where = "; ".join(f"{s.hostname}{'/gpu' + s.gpu if s.gpu else ''}: {s.label}"
                                   for s, _, _ in inflight.values())
                 status(f"{done} done, {len(inflight)} running, {len(queue)} queued | {where}")
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
+            try:
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
+            except (ConnectionError, ray.exceptions.RaySystemError) as exc:  # the head or the client link is gone
+                raise RuntimeError(f"lost the Ray cluster while {len(inflight)} point(s) ran ({type(exc).__name__}: "
+                                   f"{str(exc).strip()[:200]}); the finished rows are kept, finish with --resume") from None
             for ref in ready:
                 slot, item, note = inflight.pop(ref)
                 slot.label = ""
