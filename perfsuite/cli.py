@@ -35,6 +35,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class ExecutorName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class ListWhat(str, Enum):
     neurons = "neurons"
     backends = "backends"
@@ -129,7 +134,19 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         profile: bool = typer.Option(False, "--profile", help="after timing each point, record a torch.profiler "
                                      "trace into <out>/traces/ and put its kernel summary and backend identity "
                                      "in the row"),
-        no_plugins: bool = typer.Option(False, "--no-plugins", help=_NO_PLUGINS_HELP)) -> None:
+        no_plugins: bool = typer.Option(False, "--no-plugins", help=_NO_PLUGINS_HELP),
+        executor: ExecutorName = typer.Option(ExecutorName.local, help="where points run: local (one worker on "
+                                              "this machine) or ray (every device of a Ray cluster; "
+                                              "pip install 'perfsuite[ray]')"),
+        address: Optional[str] = typer.Option(None, help="ray: 'local' (start a Ray instance on this machine), "
+                                              "'auto' (join the running cluster), HOST:PORT (a head node) or "
+                                              "'ray://HOST:PORT'; default: join a running cluster, else start a "
+                                              "local one"),
+        num_gpus: Optional[int] = typer.Option(None, "--num-gpus", help="ray with --address local: GPUs the "
+                                               "local instance declares (default: what Ray detects)"),
+        gpus_per_point: int = typer.Option(1, "--gpus-per-point", help="ray: whole GPUs each point reserves"),
+        allow_mixed: bool = typer.Option(False, "--allow-mixed", help="ray: run on a cluster with different GPU "
+                                         "models (rows keep their own GPU)")) -> None:
     """Measure every point of SCENARIO; rows go to <out>/results.jsonl one by one."""
     from . import runner
     from .summary import SUMMARY_FILE, summary_table
@@ -138,6 +155,7 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     try:
         shard_t = runner.parse_shard(shard) if shard is not None else None
         points = sc.points(device.value if device else None)
+        ray_args = _ray_args(executor, address, num_gpus, gpus_per_point, allow_mixed)
     except ValueError as exc:
         fail(str(exc))
     if dry_run:
@@ -156,12 +174,13 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     try:
         from .scenario import resolve_device
 
-        options = _run_options(device, shard, profile, roofline, report, progress)
+        options = _run_options(device, shard, profile, roofline, report, progress) + ray_args
         result = runner.run_points(points, out_dir, resume=resume, shard=shard_t, progress=progress, console=err,
                                    roofline=roofline, extrapolation=sc.extrapolation, scenario=sc.name,
                                    device=resolve_device(device.value if device else sc.device),
                                    command=_command(scenario, ["--out", str(out_dir)] + ["--resume"] * resume + options),
-                                   reproduce=_command(scenario, options), profile=profile)
+                                   reproduce=_command(scenario, options), profile=profile,
+                                   executor=_executor(executor, address, num_gpus, gpus_per_point, allow_mixed))
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:  # read-only folder, full disk, name too long: the rows written so far are kept
@@ -195,6 +214,33 @@ def _run_options(device, shard: str | None, profile: bool, roofline: bool, repor
         args += ["--shard", shard]
     args += ["--no-roofline"] * (not roofline) + ["--no-report"] * (not report) + ["--no-progress"] * (not progress)
     return args + ["--profile"] * profile
+
+
+def _ray_args(executor: ExecutorName, address: str | None, num_gpus: int | None, gpus_per_point: int,
+              allow_mixed: bool) -> list[str]:
+    """The executor options as the user gave them (for env.json ``command``); ValueError for Ray options
+    without ``--executor ray``."""
+    given = [name for name, on in (("--address", address is not None), ("--num-gpus", num_gpus is not None),
+                                   ("--gpus-per-point", gpus_per_point != 1), ("--allow-mixed", allow_mixed)) if on]
+    if executor is ExecutorName.local:
+        if given:
+            raise ValueError(f"{', '.join(given)}: Ray options, they apply only with --executor ray; expected "
+                             "--executor ray or none of them")
+        return []
+    args = ["--executor", "ray"] + ["--address", address] * (address is not None)
+    args += ["--num-gpus", str(num_gpus)] * (num_gpus is not None)
+    return args + ["--gpus-per-point", str(gpus_per_point)] * (gpus_per_point != 1) + ["--allow-mixed"] * allow_mixed
+
+
+def _executor(executor: ExecutorName, address: str | None, num_gpus: int | None, gpus_per_point: int,
+              allow_mixed: bool):
+    """None (the runner's default local executor) or a `RayExecutor` (ValueError: bad option, no ray)."""
+    if executor is ExecutorName.local:
+        return None
+    from .executors.ray import RayExecutor, RayOptions
+
+    return RayExecutor(RayOptions(address=address, num_gpus=num_gpus, gpus_per_point=gpus_per_point,
+                                  allow_mixed=allow_mixed))
 
 
 def _command(scenario: Path, args: list[str]) -> str:

@@ -159,6 +159,19 @@ def serial_agreement(model: SpikingModel, task, cfg: ExtrapolationConfig, device
     return {"serial_check": diff, "serial_check_len": L, "serial_agrees": diff <= SERIAL_TOLERANCE}
 
 
+def neuron_rows(cfg: ExtrapolationConfig, spec: dict, *, device: str, run_id: str, scenario: str) -> list[dict]:
+    """The rows (without results) one neuron of ``cfg`` produces: one per evaluation length, with its key."""
+    name, params = spec["name"], dict(spec.get("params", {}))
+    base = {"schema": SCHEMA_VERSION, "kind": "extrapolation", "run_id": run_id, "scenario": scenario,
+            "neuron": name, "neuron_params": params, "backend": cfg.backend, "task": cfg.task,
+            "train_len": cfg.train_len, "precision": cfg.precision, "device": device, "seed": cfg.seed,
+            "hidden": cfg.hidden, "layers": cfg.layers, "steps": cfg.steps}
+    rows = [dict(base, eval_len=L) for L in cfg.eval_lens]
+    for r in rows:
+        r["key"] = point_key(r)
+    return rows
+
+
 def run_extrapolation(cfg: ExtrapolationConfig, out_dir: Path, *, device: str, run_id: str, scenario: str,
                       write_row: Callable[[dict], None], done_keys: set | None = None) -> int:
     """Train and evaluate every neuron of ``cfg``; each row goes to ``write_row`` as soon as it exists.
@@ -170,13 +183,7 @@ def run_extrapolation(cfg: ExtrapolationConfig, out_dir: Path, *, device: str, r
     written = 0
     for spec in cfg.neurons:
         name, params = spec["name"], dict(spec.get("params", {}))
-        base = {"schema": SCHEMA_VERSION, "kind": "extrapolation", "run_id": run_id, "scenario": scenario,
-                "neuron": name, "neuron_params": params, "backend": cfg.backend, "task": cfg.task,
-                "train_len": cfg.train_len, "precision": cfg.precision, "device": device, "seed": cfg.seed,
-                "hidden": cfg.hidden, "layers": cfg.layers, "steps": cfg.steps}
-        rows = [dict(base, eval_len=L) for L in cfg.eval_lens]
-        for r in rows:
-            r["key"] = point_key(r)
+        rows = neuron_rows(cfg, spec, device=device, run_id=run_id, scenario=scenario)
         if all(r["key"] in done_keys for r in rows):
             continue
         try:

@@ -202,6 +202,7 @@ class Runner:
         if self.resume and path.exists():
             return load_env(path)
         env = self.executor.environment(device, self.roofline)
+        env.setdefault("executor", self.executor.name)
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         if self.command:
             env["command"] = self.command
@@ -214,29 +215,32 @@ class Runner:
         return env
 
     def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:
-        ctx = RunContext(run_id=env["run_id"], out_dir=self.out_dir, profile=self.profile,
-                         measure={"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")})
         # an extrapolation-only scenario (or a resumed run with nothing left) draws no empty bar
         with _progress(self.progress and bool(todo), self.console, len(todo)) as advance:
+            ctx = RunContext(run_id=env["run_id"], out_dir=self.out_dir, profile=self.profile,
+                             measure={"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")},
+                             status=getattr(advance, "status", None))
             for point, row in self.executor.run(_plan_each(todo, env.get("memory_bytes")), ctx):
+                row.setdefault("executor", self.executor.name)
                 append_row(results, row)
                 result.new_rows += 1
                 advance(f"{point.neuron}/{point.backend}/{point.mode} T={point.seq_len}: {row['status']}")
 
     def _extrapolate(self, block: dict, scenario: str, env: dict, device: str, results: Path,
                      result: RunResult, done: set[str]) -> None:
-        """Extrapolation rows, appended one by one. They run in this process (training holds the model
-        across evaluation lengths); a neuron that raises becomes error rows and the others go on."""
-        from .extrapolation import ExtrapolationConfig, run_extrapolation
+        """Extrapolation rows, appended one by one as the executor hands them over (`Executor.extrapolate`:
+        the local one trains in this process); a neuron that raises becomes error rows, the others go on."""
+        from .extrapolation import ExtrapolationConfig
 
         def write(row: dict) -> None:
+            row.setdefault("executor", self.executor.name)
             append_row(results, row)
             result.new_rows += 1
             if self.console is not None and self.progress:
                 self.console.print(f"extrapolation {row['neuron']} L={row['eval_len']}: {row['status']}", markup=False)
 
-        run_extrapolation(ExtrapolationConfig.from_block(block), self.out_dir, device=device,
-                          run_id=env["run_id"], scenario=scenario, write_row=write, done_keys=done)
+        self.executor.extrapolate(ExtrapolationConfig.from_block(block), out_dir=self.out_dir, device=device,
+                                  run_id=env["run_id"], scenario=scenario, done_keys=done, write_row=write)
 
 
 def _plan_each(points: Iterable, device_bytes: int | None) -> Iterator[Planned]:
@@ -318,10 +322,13 @@ def _progress(enabled: bool, console, total: int):
     )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False) as prog:
-        task = prog.add_task("points", total=total)
+                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[where]}"), console=console,
+                  transient=False) as prog:
+        task = prog.add_task("points", total=total, where="")
 
         def advance(text: str) -> None:
             prog.update(task, advance=1, description=escape(text[:60]))  # names from data: no rich markup
 
+        # an executor running several points at once says what runs where (`RunContext.status`)
+        advance.status = lambda text: prog.update(task, where=escape(text[:160]))
         yield advance

@@ -5,7 +5,7 @@
 # runs only those and `bash scripts/test.sh -m ""` runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test,triton
+bash scripts/setup.sh test,triton,ray
 # SpikingJelly (the peer backend) imports with loguru alone; its other requirements (torchvision, torchaudio,
 # tensorboard, ...) would pull a CUDA torch, so the tests install the two without dependencies.
 if ! "${PYTHON:-python3}" -c "from importlib.metadata import version as v

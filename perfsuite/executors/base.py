@@ -18,16 +18,17 @@ Contract of an `Executor`:
   executor never writes to the run folder's ``results.jsonl``: the runner is its single writer (it
   appends each yielded row at once, skips keys already done on ``--resume``, draws progress). A
   KeyboardInterrupt raised from ``run`` after a yield means: rows yielded so far are kept, stop.
+* ``extrapolate(cfg, ..., write_row)``: the extrapolation block's rows (default: in this process).
 * ``close(kill)``: release workers (``kill=True`` after an interrupt: do not wait for them).
 
-Imports: `perfsuite.worker` only (and the standard library); never the runner.
+Imports: `perfsuite.worker` (and lazily `perfsuite.extrapolation`) and the standard library; never the runner.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..worker import make_row, now
 
@@ -49,12 +50,14 @@ class Planned:
 class RunContext:
     """What every point of a run shares: ``run_id``, the run folder (traces go under it), whether to
     profile ok points after timing them, and ``measure`` (idle power and energy reason from env.json,
-    sent with each point to the worker)."""
+    sent with each point to the worker). ``status``: when set, an executor that runs several points at
+    once reports what runs where as one line (the runner shows it with the progress bar)."""
 
     run_id: str
     out_dir: Path
     profile: bool = False
     measure: dict = field(default_factory=dict)
+    status: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 def verdict_row(plan: Planned, run_id: str) -> dict:
@@ -76,6 +79,16 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def run(self, planned: Iterable[Planned], ctx: RunContext) -> Iterator[tuple[Any, dict]]:
         """Yield ``(point, row)`` for each planned point as it finishes."""
+
+    def extrapolate(self, cfg, *, out_dir: Path, device: str, run_id: str, scenario: str, done_keys: set,
+                    write_row: Callable[[dict], None]) -> None:
+        """The scenario's extrapolation block (`perfsuite.extrapolation.ExtrapolationConfig`): every row
+        goes to ``write_row``. By default in this process (training holds the model across evaluation
+        lengths); a neuron that raises becomes error rows and the others go on."""
+        from ..extrapolation import run_extrapolation
+
+        run_extrapolation(cfg, out_dir, device=device, run_id=run_id, scenario=scenario, write_row=write_row,
+                          done_keys=done_keys)
 
     def close(self, kill: bool = False) -> None:
         """Release the executor's workers (killed when ``kill``); an executor without any keeps this."""

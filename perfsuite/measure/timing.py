@@ -105,7 +105,7 @@ def median_ci_coverage(n: int, level: float = 0.95) -> float:
         raise ValueError(f"median_ci_coverage: n={n}; expected at least one sample")
     lo, _ = median_ci_ranks(n, level)
     below = sum(math.comb(n, i) for i in range(lo + 1))
-    return 1.0 - 2.0 * below / (1 << n)
+    return 1.0 - 2 * below / (1 << n)  # integers until the one division: 2.0 * below overflows past n = 1023
 
 
 def ci_label(time_block: dict) -> str:

@@ -1,5 +1,5 @@
 """Plugin neurons that misbehave on purpose, for the runner's tests (loaded from a scenario as
-``tests.plugins.bad_neurons:RaisingNeuron`` / ``tests.plugins.bad_neurons:SleepingNeuron``)."""
+``tests.plugins.bad_neurons:RaisingNeuron``, ``SleepingNeuron``, ``SelfKillingNeuron``)."""
 from __future__ import annotations
 
 import time
@@ -42,3 +42,19 @@ class SleepingNeuron(Neuron):
     def forward_eager(self, x_seq):
         time.sleep(self.sleep_s)
         return self.forward_reference(x_seq)
+
+
+class SelfKillingNeuron(Neuron):
+    """Kills its own process (SIGKILL) in its first eager call: a worker that dies mid-point, as the
+    out-of-memory killer or a segfault would end it."""
+
+    spec = _spec("test_self_killing", "kills its worker process")
+
+    def forward_reference(self, x_seq):
+        return (x_seq >= 1.0).to(x_seq.dtype)
+
+    def forward_eager(self, x_seq):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
