@@ -222,7 +222,7 @@ class PSUFunction(torch.autograd.Function):
     def forward(ctx, x2, z2, cfg: _Cfg):
         T, N = x2.shape
         cd = compute_dtype(x2)
-        launch = launch_config(x2, N, cfg.block_n, cfg.bt)
+        launch = launch_config(x2, N, cfg.block_n, cfg.bt, "psu_fwd")
         sg_id, p = surrogate_scalars([cfg.d, cfg.tau, cfg.v_threshold], cfg.surrogate, x2)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         out = torch.empty((T, N), dtype=x2.dtype if cfg.spikes else cd, device=x2.device)
@@ -235,7 +235,8 @@ class PSUFunction(torch.autograd.Function):
             SPIKES=cfg.spikes, STORE_H=store_h, STORE_U=store_u, **launch.meta(x2))
         if need_grad:
             ctx.save_for_backward(h, u, z2 if cfg.gate == GATE_SIG_Z else None, p)
-            ctx.cfg, ctx.launch, ctx.sg_id, ctx.xdtype = cfg, launch, sg_id, x2.dtype
+            ctx.cfg, ctx.sg_id, ctx.xdtype = cfg, sg_id, x2.dtype
+            ctx.launch = launch_config(x2, N, cfg.block_n, cfg.bt, "psu_bwd")
         return out
 
     @staticmethod

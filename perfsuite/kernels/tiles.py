@@ -1,0 +1,150 @@
+"""Launch shapes of perfsuite's Triton kernels on a GPU: statically checked defaults, the candidate list
+each kernel may be tuned among, and the table of tuned winners.
+
+Streaming kernels ([T, N], a block of neurons per program, a [BT, BLOCK] register tile of time steps) take
+a `Tile`: ``bt`` steps per tile and ``num_warps`` per program, with vec neighbouring neurons per thread,
+so BLOCK = 32·vec·num_warps and one thread holds vec·bt elements of every tile it keeps. That product sets
+the registers; bt alone sets how many steps of the layer are in flight (bt·N·bytes per streamed input,
+whatever the split over threads). vec is fixed at one 16-byte vector (see `Tile.vec`), so bt is what
+the defaults cut where registers ran out. The PSN
+GEMMs take a `GemmTile` per kernel and operand class (half, tf32, ieee fp32), with a smaller one where an
+arch has less shared memory (sm_80).
+
+Every default and candidate is compiled for sm_90a and sm_80 by `perfsuite kernels` and must have no
+stack frame and fit the arch (tests/test_kernels_static.py). ``scripts/bench_kernels.py --tune`` times
+the candidates on a real GPU and writes the winners to ``tuned.json`` beside this file, keyed by the GPU's
+name; `tile_for` takes a winner from there only if it is still one of the candidates, else the default.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+TUNED_FILE = Path(__file__).with_name("tuned.json")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """``bt`` time steps per register tile, ``num_warps`` per program; each thread holds one 16-byte
+    vector of neighbouring neurons (`vec`), so BLOCK = 32·vec·num_warps."""
+
+    bt: int
+    num_warps: int
+
+    @staticmethod
+    def vec(element_bytes: int) -> int:
+        """Neurons per thread: one 16-byte vector. Triton's coalescing picks that load width whenever the
+        tile has enough elements, so any other split would make every loaded tile change layout (a
+        round trip through shared memory) before the recurrence reads its rows."""
+        return max(1, 16 // element_bytes)
+
+    def block(self, element_bytes: int) -> int:
+        return 32 * self.vec(element_bytes) * self.num_warps
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    """[bm, bn] output blocks with bk steps per reduction step (dL/dW: [bm, bm] blocks, bn neurons per
+    step); ``dw_programs``: the fewest dL/dW programs wanted (split over neurons when T is short), None =
+    4 per SM."""
+
+    bm: int
+    bn: int
+    bk: int
+    num_warps: int = 4
+    num_stages: int = 3
+    dw_programs: int | None = None
+
+
+#: streaming kernel -> {input element bytes (2 or 4): default Tile}. Registers grow with the elements one
+#: thread keeps per tile, vec·bt (64 for bf16 at bt 8): bt is cut where a kernel would spill or fall below
+#: 25 % occupancy (128 registers); a smaller bt also means fewer steps in flight (docs/kernels.md).
+STREAM_DEFAULTS = {
+    "lif_fwd": {2: Tile(4, 2), 4: Tile(8, 2)},
+    "lif_bwd": {2: Tile(4, 2), 4: Tile(4, 2)},
+    "scan_fwd": {2: Tile(8, 2), 4: Tile(8, 2)},
+    "scan_bwd": {2: Tile(4, 2), 4: Tile(8, 2)},
+    "dsn_fwd": {2: Tile(4, 2), 4: Tile(4, 2)},
+    "dsn_bwd": {2: Tile(4, 2), 4: Tile(4, 2)},
+    "psu_fwd": {2: Tile(4, 2), 4: Tile(4, 2)},
+    "psu_bwd": {2: Tile(2, 2), 4: Tile(4, 2)},
+    "conv": {2: Tile(4, 2), 4: Tile(8, 2)},
+    "conv_wgrad": {2: Tile(4, 2), 4: Tile(4, 2)},
+}
+#: candidates for tuning (each statically checked like the defaults)
+STREAM_CANDIDATES = {
+    name: sorted({*d.values(), Tile(2, 2), Tile(2, 4), Tile(4, 4)}, key=lambda t: (t.bt, t.num_warps))
+    for name, d in STREAM_DEFAULTS.items()
+}
+
+#: PSN GEMM kernel -> operand class -> default GemmTile (sm_90a and later)
+GEMM_DEFAULTS = {
+    "mix_fire": {"half": GemmTile(64, 128, 32), "tf32": GemmTile(64, 128, 32),
+                 "ieee": GemmTile(32, 64, 16, num_warps=4, num_stages=2)},
+    "mix_grad_x": {"half": GemmTile(64, 128, 32), "tf32": GemmTile(64, 128, 32, num_stages=2),
+                   "ieee": GemmTile(32, 64, 16, num_warps=4, num_stages=2)},
+    "mix_grad_w": {"half": GemmTile(64, 64, 32, num_warps=4), "tf32": GemmTile(64, 64, 32, num_stages=2),
+                   "ieee": GemmTile(32, 32, 32, num_warps=4, num_stages=2)},
+}
+#: arch (major) -> the same with less shared memory per block (A100: 163 KB)
+GEMM_ARCH = {8: {"mix_grad_x": {"tf32": GemmTile(64, 64, 32, num_stages=2)}}}
+GEMM_CANDIDATES = {
+    name: [GemmTile(64, 128, 32), GemmTile(64, 64, 32), GemmTile(64, 64, 32, num_stages=2),
+           GemmTile(32, 64, 16, num_stages=2), GemmTile(128, 64, 32, num_warps=8)]
+    for name in GEMM_DEFAULTS
+}
+
+
+#: kernel function name -> its entry in STREAM_DEFAULTS or GEMM_DEFAULTS
+TILE_OF = {"_lif_fwd_kernel": "lif_fwd", "_lif_bwd_kernel": "lif_bwd", "_scan_fwd_kernel": "scan_fwd",
+           "_scan_bwd_kernel": "scan_bwd", "_dsn_fwd_kernel": "dsn_fwd", "_dsn_bwd_kernel": "dsn_bwd",
+           "_psu_fwd_kernel": "psu_fwd", "_psu_bwd_kernel": "psu_bwd", "_causal_conv_kernel": "conv",
+           "_conv_weight_grad_kernel": "conv_wgrad", "_mix_fire_kernel": "mix_fire",
+           "_mix_grad_x_kernel": "mix_grad_x", "_mix_grad_w_kernel": "mix_grad_w"}
+
+
+def candidate_round(i: int) -> tuple[dict, dict]:
+    """Round i of the candidate check: ({stream kernel: its i-th candidate}, {GEMM kernel: its i-th
+    candidate}) for the kernels that have one; both empty once every list is exhausted."""
+    stream = {k: c[i] for k, c in STREAM_CANDIDATES.items() if i < len(c)}
+    gemm = {k: c[i] for k, c in GEMM_CANDIDATES.items() if i < len(c)}
+    return stream, gemm
+
+
+@lru_cache(maxsize=1)
+def tuned_table() -> dict:
+    """{gpu name: {kernel: {dtype: [fields...]}}} from tuned.json; {} when absent or unreadable."""
+    try:
+        doc = json.loads(TUNED_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc.get("gpus", {}) if isinstance(doc, dict) else {}
+
+
+def _tuned(gpu: str | None, kernel: str, dtype: str, cls, candidates):
+    entry = tuned_table().get(gpu or "", {}).get(kernel, {}).get(dtype)
+    if not isinstance(entry, list):
+        return None
+    try:
+        tile = cls(*entry)
+    except TypeError:
+        return None
+    return tile if tile in candidates else None
+
+
+def stream_tile(kernel: str, element_bytes: int, dtype: str = "", gpu: str | None = None) -> Tile:
+    """The Tile of streaming ``kernel`` for inputs of ``element_bytes`` (a tuned winner for ``gpu`` and
+    ``dtype`` when tuned.json has one, else the default)."""
+    tuned = _tuned(gpu, kernel, dtype, Tile, STREAM_CANDIDATES[kernel])
+    return tuned or STREAM_DEFAULTS[kernel][2 if element_bytes <= 2 else 4]
+
+
+def gemm_tile(kernel: str, operands: str, major: int, dtype: str = "", gpu: str | None = None) -> GemmTile:
+    """The GemmTile of PSN GEMM ``kernel`` for operand class ``operands`` (half, tf32, ieee) on an arch
+    of compute capability ``major``."""
+    tuned = _tuned(gpu, kernel, dtype, GemmTile, GEMM_CANDIDATES[kernel])
+    if tuned:
+        return tuned
+    return GEMM_ARCH.get(major, {}).get(kernel, {}).get(operands) or GEMM_DEFAULTS[kernel][operands]
