@@ -229,21 +229,21 @@ def _set_tiles(stream: dict, gemm: dict) -> None:
 
     for kernel, tile in stream.items():
         tiles.STREAM_DEFAULTS[kernel] = {2: tile, 4: tile}
-    for kernel, tile in gemm.items():
-        tiles.GEMM_DEFAULTS[kernel] = {cls: tile for cls in tiles.GEMM_DEFAULTS[kernel]}
+    for kernel, by_cls in gemm.items():
+        tiles.GEMM_DEFAULTS[kernel] = {**tiles.GEMM_DEFAULTS[kernel], **by_cls}
         for arch in tiles.GEMM_ARCH.values():
             arch.pop(kernel, None)
 
 
 def _rounds(job: dict):
     """(tag, stream tiles, GEMM tiles) per pass: one pass with the job's own tiles (job["tiles"] =
-    {kernel: [bt, warps]}, job["gemm"] = {kernel: [bm, bn, bk, warps, stages]}), or with
+    {kernel: [bt, warps, scalar]}, job["gemm"] = {kernel: {operands: [bm, bn, bk, warps, stages]}}), or with
     job["candidates"] one pass per candidate round."""
     from perfsuite.kernels import tiles
 
     if not job.get("candidates"):
         yield None, {k: tiles.Tile(*v) for k, v in job.get("tiles", {}).items()}, \
-            {k: tiles.GemmTile(*v) for k, v in job.get("gemm", {}).items()}
+            {k: {cls: tiles.GemmTile(*v) for cls, v in by_cls.items()} for k, by_cls in job.get("gemm", {}).items()}
         return
     i = 0
     while True:

@@ -129,10 +129,10 @@ def occupancy(arch: Arch, registers: int, shared_bytes: int, num_warps: int) -> 
     Registers are allocated per warp in units of 256; each block also costs the driver's reservation of
     shared memory."""
     regs_per_warp = math.ceil(max(registers, 1) * 32 / 256) * 256
-    limits = {
-        "registers": (arch.registers_per_sm // regs_per_warp) // num_warps,
+    limits = {  # on a tie the first one is named
         "warps": arch.max_warps_per_sm // num_warps,
         "blocks": arch.max_blocks_per_sm,
+        "registers": (arch.registers_per_sm // regs_per_warp) // num_warps,
         "shared": arch.shared_per_sm // (shared_bytes + arch.shared_reserved_per_block),
     }
     what = min(limits, key=lambda k: limits[k])

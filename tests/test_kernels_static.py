@@ -48,7 +48,10 @@ def test_analyse_streaming_row_bytes_in_flight_and_bound():
     assert row["resident_programs"] == 512
     total = 512 * 64 * 64
     assert row["bytes_in_flight_per_sm"] == round(total / 132)
-    assert row["bandwidth_bound_gbs"] == pytest.approx(total / 600, abs=0.1)
+    assert row["bandwidth_bound_gbs"] == 3350.0  # 2.1 MB / 600 ns exceeds the peak: the peak bounds
+    small = ks.analyse({**_raw(), "grid": [64]})  # 64 programs: fewer bytes in flight than Little needs
+    assert small["bandwidth_bound_gbs"] == pytest.approx(64 * 64 * 64 / 600, abs=0.1)
+    assert small["bytes_in_flight_per_sm"] < small["little_bytes_per_sm"]
     assert row["targets"] == {"compiles": True, "no_stack": True, "launchable": True, "occupancy_or_little": True,
                               "tensor_cores": None}
 
@@ -95,14 +98,17 @@ def test_tuned_table_used_only_for_candidates(monkeypatch, tmp_path):
 
     cand = tiles.STREAM_CANDIDATES["lif_fwd"][-1]
     table = tmp_path / "tuned.json"
-    table.write_text(json.dumps({"gpus": {"GPU X": {"lif_fwd": {"bf16": [cand.vec, cand.bt, cand.num_warps]},
-                                                    "lif_bwd": {"bf16": [3, 3, 3]}}}}))
+    table.write_text(json.dumps({"gpus": {"GPU X": {"lif_fwd": {"bf16": [cand.bt, cand.num_warps, cand.scalar]},
+                                                    "lif_bwd": {"bf16": [3, 3]},
+                                                    "mix_grad_w": {"bf16": [128, 128, 64, 8, 4]}}}}))
     monkeypatch.setattr(tiles, "TUNED_FILE", table)
     tiles.tuned_table.cache_clear()
     try:
         assert tiles.stream_tile("lif_fwd", 2, "bf16", "GPU X") == cand
         assert tiles.stream_tile("lif_bwd", 2, "bf16", "GPU X") == tiles.STREAM_DEFAULTS["lif_bwd"][2]
         assert tiles.stream_tile("lif_fwd", 2, "bf16", "GPU Y") == tiles.STREAM_DEFAULTS["lif_fwd"][2]
+        # not a candidate: the statically checked default, never an unchecked tile
+        assert tiles.gemm_tile("mix_grad_w", "half", 9, "bf16", "GPU X") == tiles.GEMM_DEFAULTS["mix_grad_w"]["half"]
     finally:
         tiles.tuned_table.cache_clear()
 
@@ -119,6 +125,11 @@ def test_every_default_is_a_candidate():
 
     for name, by_size in tiles.STREAM_DEFAULTS.items():
         assert set(by_size.values()) <= set(tiles.STREAM_CANDIDATES[name]), name
+        # a kernel compiled without N's divisibility has scalar loads: all its tiles must say so
+        assert len({t.scalar for t in [*by_size.values(), *tiles.STREAM_CANDIDATES[name]]}) == 1, name
+    for name, by_cls in tiles.GEMM_DEFAULTS.items():
+        for cls, tile in by_cls.items():
+            assert tile in tiles.GEMM_CANDIDATES[name][cls], (name, cls)
 
 
 def test_cli_rejects_bad_arch_and_dtype():

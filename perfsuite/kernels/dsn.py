@@ -107,7 +107,7 @@ def _params(p_ptr):
     return tl.load(p_ptr + 0), tl.load(p_ptr + 1), tl.load(p_ptr + 2), tl.load(p_ptr + 3)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
 def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, STORE_H: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
@@ -147,7 +147,7 @@ def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
             tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
 def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr, gb_ptr, T, N, C,
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, SG: tl.constexpr,
                     NEED_GX: tl.constexpr, NEED_GW: tl.constexpr,

@@ -265,13 +265,30 @@ def mix_fire(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, surr
     return MixFireFunction.apply(x2, weight, bias, band, surrogate, store_h).view(x_seq.shape)
 
 
+def record_matmul(module, x_seq: torch.Tensor) -> None:
+    """Record on ``module`` what its GEMMs ran with, for the result row (the runner stores a module's
+    ``peer_info`` in the row's ``peer`` field): fp32 inputs use TF32 exactly when
+    ``torch.backends.cuda.matmul.allow_tf32`` is set (as cuBLAS), so the flag is part of the result."""
+    allow = bool(torch.backends.cuda.matmul.allow_tf32)
+    if x_seq.dtype in (torch.float16, torch.bfloat16):
+        precision = "half (tensor cores)"
+    elif x_seq.dtype == torch.float32 and allow and x_seq.device.type != "cpu":
+        precision = "tf32 (tensor cores)"
+    else:
+        precision = "ieee"
+    module.peer_info = {"library": "perfsuite", "implementation": "triton", "allow_tf32": allow,
+                        "matmul_precision": precision}
+
+
 def psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
     """`register_backend` entry of ``psn``."""
+    record_matmul(module, x_seq)
     return mix_fire(x_seq, module.weight, module.bias, module.surrogate)
 
 
 def masked_psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
     """`register_backend` entry of ``masked_psn``: banded products at λ = 1, dense below."""
+    record_matmul(module, x_seq)
     band = module.k if float(module.lambda_) >= 1.0 else None
     return mix_fire(x_seq, module.masked_weight(module.weight.dtype), module.bias, module.surrogate, band)
 

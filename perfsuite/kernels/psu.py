@@ -50,7 +50,7 @@ from .common import (
     tile_row,
     tile_set,
 )
-from .psn import band_mix
+from .psn import band_mix, record_matmul
 
 #: GATE constexpr: what feeds the reset recurrence y
 GATE_SIG_U, GATE_SIG_Z, GATE_X = 0, 1, 2
@@ -275,6 +275,8 @@ def psu_family(module, x_seq: torch.Tensor, *, spikes: bool = True, block_n: int
     check_device(module.spec.name, x_seq)
     cfg = _cfg(module, spikes=spikes, block_n=block_n, bt=bt)
     x2 = as_2d(x_seq)
+    if cfg.uses_z:
+        record_matmul(module, x_seq)
     z2 = band_mix(x_seq, torch.tril(module.weight), module.bias) if cfg.uses_z else None  # R3 mask each call
     out = PSUFunction.apply(x2, z2, cfg)
     return out.view(x_seq.shape)

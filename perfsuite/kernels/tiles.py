@@ -32,13 +32,15 @@ class Tile:
 
     bt: int
     num_warps: int
+    scalar: bool = False
 
-    @staticmethod
-    def vec(element_bytes: int) -> int:
-        """Neurons per thread: one 16-byte vector. Triton's coalescing picks that load width whenever the
-        tile has enough elements, so any other split would make every loaded tile change layout (a
-        round trip through shared memory) before the recurrence reads its rows."""
-        return max(1, 16 // element_bytes)
+    def vec(self, element_bytes: int) -> int:
+        """Neurons per thread: one 16-byte vector, or 1 for a ``scalar`` tile. Triton's coalescing picks
+        the widest load the alignment allows whenever the tile has enough elements, so any other split
+        would make every loaded tile change layout (a round trip through shared memory) before the
+        recurrence reads its rows; a scalar tile is for kernels compiled without N's divisibility
+        (``do_not_specialize=["N"]``), whose loads are one element wide."""
+        return 1 if self.scalar else max(1, 16 // element_bytes)
 
     def block(self, element_bytes: int) -> int:
         return 32 * self.vec(element_bytes) * self.num_warps
@@ -63,38 +65,41 @@ class GemmTile:
 #: 25 % occupancy (128 registers); a smaller bt also means fewer steps in flight (docs/kernels.md).
 STREAM_DEFAULTS = {
     "lif_fwd": {2: Tile(4, 2), 4: Tile(8, 2)},
-    "lif_bwd": {2: Tile(4, 2), 4: Tile(4, 2)},
+    "lif_bwd": {2: Tile(2, 2), 4: Tile(4, 2)},
     "scan_fwd": {2: Tile(8, 2), 4: Tile(8, 2)},
     "scan_bwd": {2: Tile(4, 2), 4: Tile(8, 2)},
-    "dsn_fwd": {2: Tile(4, 2), 4: Tile(4, 2)},
-    "dsn_bwd": {2: Tile(4, 2), 4: Tile(4, 2)},
-    "psu_fwd": {2: Tile(4, 2), 4: Tile(4, 2)},
+    "dsn_fwd": {2: Tile(4, 4, scalar=True), 4: Tile(4, 4, scalar=True)},
+    "dsn_bwd": {2: Tile(4, 4, scalar=True), 4: Tile(4, 4, scalar=True)},
+    "psu_fwd": {2: Tile(2, 2), 4: Tile(4, 2)},
     "psu_bwd": {2: Tile(2, 2), 4: Tile(4, 2)},
     "conv": {2: Tile(4, 2), 4: Tile(8, 2)},
     "conv_wgrad": {2: Tile(4, 2), 4: Tile(4, 2)},
 }
 #: candidates for tuning (each statically checked like the defaults)
 STREAM_CANDIDATES = {
-    name: sorted({*d.values(), Tile(2, 2), Tile(2, 4), Tile(4, 4)}, key=lambda t: (t.bt, t.num_warps))
+    name: sorted({*d.values(), *((Tile(4, 2, True), Tile(8, 4, True)) if d[4].scalar else (Tile(2, 2), Tile(2, 4)))},
+                 key=lambda t: (t.bt, t.num_warps))
     for name, d in STREAM_DEFAULTS.items()
 }
 
-#: PSN GEMM kernel -> operand class -> default GemmTile (sm_90a and later)
-GEMM_DEFAULTS = {
-    "mix_fire": {"half": GemmTile(64, 128, 32), "tf32": GemmTile(64, 128, 32),
-                 "ieee": GemmTile(32, 64, 16, num_warps=4, num_stages=2)},
-    "mix_grad_x": {"half": GemmTile(64, 128, 32), "tf32": GemmTile(64, 128, 32, num_stages=2),
-                   "ieee": GemmTile(32, 64, 16, num_warps=4, num_stages=2)},
-    "mix_grad_w": {"half": GemmTile(64, 64, 32, num_warps=4), "tf32": GemmTile(64, 64, 32, num_stages=2),
-                   "ieee": GemmTile(32, 32, 32, num_warps=4, num_stages=2)},
-}
-#: arch (major) -> the same with less shared memory per block (A100: 163 KB)
-GEMM_ARCH = {8: {"mix_grad_x": {"tf32": GemmTile(64, 64, 32, num_stages=2)}}}
+#: PSN GEMM kernel -> operand class -> candidate GemmTiles, the default first. dL/dW forms dL/dH from
+#: the loaded tiles in registers before its tl.dot, so it takes small [32, 32] blocks (64 × 64 spilled);
+#: strict fp32 (no tensor cores) takes smaller blocks and 2 stages everywhere.
 GEMM_CANDIDATES = {
-    name: [GemmTile(64, 128, 32), GemmTile(64, 64, 32), GemmTile(64, 64, 32, num_stages=2),
-           GemmTile(32, 64, 16, num_stages=2), GemmTile(128, 64, 32, num_warps=8)]
-    for name in GEMM_DEFAULTS
+    "mix_fire": {"half": [GemmTile(64, 128, 32), GemmTile(64, 64, 32)],
+                 "tf32": [GemmTile(64, 128, 32), GemmTile(64, 64, 32, num_stages=2)],
+                 "ieee": [GemmTile(32, 64, 16, num_stages=2), GemmTile(32, 32, 16, num_stages=2)]},
+    "mix_grad_x": {"half": [GemmTile(64, 128, 32), GemmTile(64, 64, 32)],
+                   "tf32": [GemmTile(64, 128, 32, num_stages=2), GemmTile(64, 64, 32, num_stages=2)],
+                   "ieee": [GemmTile(32, 64, 16, num_stages=2), GemmTile(32, 32, 16, num_stages=2)]},
+    "mix_grad_w": {"half": [GemmTile(32, 32, 32), GemmTile(32, 32, 32, num_stages=2)],
+                   "tf32": [GemmTile(32, 32, 32), GemmTile(32, 32, 32, num_stages=2)],
+                   "ieee": [GemmTile(32, 32, 32, num_stages=2), GemmTile(32, 32, 16, num_stages=2)]},
 }
+GEMM_DEFAULTS = {k: {cls: c[0] for cls, c in by_cls.items()} for k, by_cls in GEMM_CANDIDATES.items()}
+#: arch (major) -> kernel -> operand class -> a default for an arch with less shared memory per block
+#: (A100: 163 KB). Empty: every default above fits sm_80 (perfsuite kernels --arch sm_80).
+GEMM_ARCH: dict = {}
 
 
 #: kernel function name -> its entry in STREAM_DEFAULTS or GEMM_DEFAULTS
@@ -106,11 +111,11 @@ TILE_OF = {"_lif_fwd_kernel": "lif_fwd", "_lif_bwd_kernel": "lif_bwd", "_scan_fw
 
 
 def candidate_round(i: int) -> tuple[dict, dict]:
-    """Round i of the candidate check: ({stream kernel: its i-th candidate}, {GEMM kernel: its i-th
-    candidate}) for the kernels that have one; both empty once every list is exhausted."""
+    """Round i of the candidate check: ({stream kernel: its i-th candidate}, {GEMM kernel: {operand
+    class: its i-th candidate}}) for the kernels that have one; both empty once every list is done."""
     stream = {k: c[i] for k, c in STREAM_CANDIDATES.items() if i < len(c)}
-    gemm = {k: c[i] for k, c in GEMM_CANDIDATES.items() if i < len(c)}
-    return stream, gemm
+    gemm = {k: {cls: c[i] for cls, c in by_cls.items() if i < len(c)} for k, by_cls in GEMM_CANDIDATES.items()}
+    return stream, {k: v for k, v in gemm.items() if v}
 
 
 @lru_cache(maxsize=1)
@@ -144,7 +149,7 @@ def stream_tile(kernel: str, element_bytes: int, dtype: str = "", gpu: str | Non
 def gemm_tile(kernel: str, operands: str, major: int, dtype: str = "", gpu: str | None = None) -> GemmTile:
     """The GemmTile of PSN GEMM ``kernel`` for operand class ``operands`` (half, tf32, ieee) on an arch
     of compute capability ``major``."""
-    tuned = _tuned(gpu, kernel, dtype, GemmTile, GEMM_CANDIDATES[kernel])
+    tuned = _tuned(gpu, kernel, dtype, GemmTile, GEMM_CANDIDATES[kernel][operands])
     if tuned:
         return tuned
     return GEMM_ARCH.get(major, {}).get(kernel, {}).get(operands) or GEMM_DEFAULTS[kernel][operands]
