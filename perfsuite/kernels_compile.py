@@ -227,8 +227,8 @@ def _set_tiles(stream: dict, gemm: dict) -> None:
     class, every arch) for a sweep or the candidate check."""
     from perfsuite.kernels import tiles
 
-    for kernel, tile in stream.items():
-        tiles.STREAM_DEFAULTS[kernel] = {2: tile, 4: tile}
+    for kernel, by_size in stream.items():
+        tiles.STREAM_DEFAULTS[kernel] = {**tiles.STREAM_DEFAULTS[kernel], **by_size}
     for kernel, by_cls in gemm.items():
         tiles.GEMM_DEFAULTS[kernel] = {**tiles.GEMM_DEFAULTS[kernel], **by_cls}
         for arch in tiles.GEMM_ARCH.values():
@@ -237,12 +237,13 @@ def _set_tiles(stream: dict, gemm: dict) -> None:
 
 def _rounds(job: dict):
     """(tag, stream tiles, GEMM tiles) per pass: one pass with the job's own tiles (job["tiles"] =
-    {kernel: [bt, warps, scalar]}, job["gemm"] = {kernel: {operands: [bm, bn, bk, warps, stages]}}), or with
+    {kernel: {element size: [bt, warps, scalar]}}, job["gemm"] = {kernel: {operands: [bm, bn, bk, warps, stages]}}), or with
     job["candidates"] one pass per candidate round."""
     from perfsuite.kernels import tiles
 
     if not job.get("candidates"):
-        yield None, {k: tiles.Tile(*v) for k, v in job.get("tiles", {}).items()}, \
+        yield None, {k: {int(size): tiles.Tile(*v) for size, v in by_size.items()}
+                     for k, by_size in job.get("tiles", {}).items()}, \
             {k: {cls: tiles.GemmTile(*v) for cls, v in by_cls.items()} for k, by_cls in job.get("gemm", {}).items()}
         return
     i = 0

@@ -21,6 +21,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,23 +98,42 @@ class StaticError(RuntimeError):
 
 
 def compile_rows(arches, dtypes, cases, cache: Path | None = None, timeout: float = 3600,
-                 overrides: dict | None = None) -> list[dict]:
+                 overrides: dict | None = None, jobs: int | None = None) -> list[dict]:
     """Raw rows of `perfsuite.kernels_compile` for ``cases`` on ``arches`` × ``dtypes``, run in a clean
-    environment (no TRITON_INTERPRET) so that tests running under the interpreter can call it."""
+    environment (no TRITON_INTERPRET) so that tests running under the interpreter can call it. One
+    subprocess per (arch, dtype), ``jobs`` at a time (default: the CPU count)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRITON_")}
     env["TRITON_ALWAYS_COMPILE"] = "1"  # Triton's own cache would skip ptxas and its report
     env["TRITON_DEFAULT_FP_FUSION"] = os.environ.get("TRITON_DEFAULT_FP_FUSION", "1")
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    job = {"arches": list(arches), "dtypes": list(dtypes), "cases": list(cases), "cache": str(cache or cache_dir()),
-           **(overrides or {})}
-    proc = subprocess.run([sys.executable, "-m", "perfsuite.kernels_compile"], input=json.dumps(job), env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise StaticError(f"kernel compile subprocess failed (exit {proc.returncode}): {tail}")
-    return rows
+    pending = [(a, d) for a in arches for d in dtypes]
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    running, done = [], {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            a, d = pending.pop(0)
+            job = {"arches": [a], "dtypes": [d], "cases": list(cases), "cache": str(cache or cache_dir()),
+                   **(overrides or {})}
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            proc = subprocess.Popen([sys.executable, "-m", "perfsuite.kernels_compile"], stdin=subprocess.PIPE,
+                                    stdout=out, stderr=err, env=env, text=True)
+            proc.stdin.write(json.dumps(job))
+            proc.stdin.close()
+            running.append(((a, d), proc, out, err))
+        (key, proc, out, err), running = running[0], running[1:]
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise StaticError(f"kernel compile subprocess for {key[0]} {key[1]} ran over {timeout:.0f} s") from None
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            tail = (err.read().strip().splitlines() or ["no output"])[-1]
+            raise StaticError(f"kernel compile subprocess failed (exit {proc.returncode}): {tail}")
+        done[key] = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
+    return [row for a in arches for d in dtypes for row in done[(a, d)]]
 
 
 def candidate_rows(arches, dtypes, cache: Path | None = None) -> list[dict]:

@@ -78,14 +78,15 @@ def tune(dtypes: list[str], n: int, do_bench) -> int:
             fn = (lambda: m(x)) if mode == "fwd" else (lambda: m(xg).sum().backward())
             saved = dict(tiles.STREAM_DEFAULTS if stream else tiles.GEMM_DEFAULTS)[kernel]
             if stream:
-                candidates = tiles.STREAM_CANDIDATES[kernel]
+                size = 2 if DTYPES[dt].itemsize <= 2 else 4
+                candidates = tiles.STREAM_CANDIDATES[kernel][size]
             else:  # the operand class this dtype runs (fp32: TF32 only when torch allows it)
                 cls = "half" if dt != "fp32" else ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
                 candidates = tiles.GEMM_CANDIDATES[kernel][cls]
             results = {}
             for cand in candidates:
                 if stream:
-                    tiles.STREAM_DEFAULTS[kernel] = {2: cand, 4: cand}
+                    tiles.STREAM_DEFAULTS[kernel] = {**saved, size: cand}
                 else:
                     tiles.GEMM_DEFAULTS[kernel] = {**saved, cls: cand}
                 try:

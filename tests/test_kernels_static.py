@@ -96,7 +96,8 @@ def test_sass_reading_loop_loads_tensor_cores_and_local_memory():
 def test_tuned_table_used_only_for_candidates(monkeypatch, tmp_path):
     from perfsuite.kernels import tiles
 
-    cand = tiles.STREAM_CANDIDATES["lif_fwd"][-1]
+    cand = tiles.STREAM_CANDIDATES["lif_fwd"][2][0]
+    assert cand != tiles.STREAM_DEFAULTS["lif_fwd"][2]
     table = tmp_path / "tuned.json"
     table.write_text(json.dumps({"gpus": {"GPU X": {"lif_fwd": {"bf16": [cand.bt, cand.num_warps, cand.scalar]},
                                                     "lif_bwd": {"bf16": [3, 3]},
@@ -124,9 +125,10 @@ def test_every_default_is_a_candidate():
     from perfsuite.kernels import tiles
 
     for name, by_size in tiles.STREAM_DEFAULTS.items():
-        assert set(by_size.values()) <= set(tiles.STREAM_CANDIDATES[name]), name
-        # a kernel compiled without N's divisibility has scalar loads: all its tiles must say so
-        assert len({t.scalar for t in [*by_size.values(), *tiles.STREAM_CANDIDATES[name]]}) == 1, name
+        for size, tile in by_size.items():
+            assert tile in tiles.STREAM_CANDIDATES[name][size], (name, size)
+            # a kernel compiled without N's divisibility has scalar loads: all its tiles must say so
+            assert {t.scalar for t in tiles.STREAM_CANDIDATES[name][size]} == {tile.scalar}, name
     for name, by_cls in tiles.GEMM_DEFAULTS.items():
         for cls, tile in by_cls.items():
             assert tile in tiles.GEMM_CANDIDATES[name][cls], (name, cls)
@@ -167,3 +169,18 @@ def test_every_candidate_is_statically_sound():
     rows = ks.candidate_rows(["sm_90a", "sm_80"], ["bf16", "fp32"])
     bad = ks.failures(rows)
     assert not bad, "\n".join(bad)
+
+
+def test_cli_writes_json_and_markdown(tmp_path):
+    """End to end through the command (the compiled results come from the cache the test above filled)."""
+    j, m = tmp_path / "k.json", tmp_path / "k.md"
+    r = CliRunner().invoke(app, ["kernels", "--arch", "sm_90a", "--dtype", "bf16", "--json", str(j),
+                                 "--markdown", str(m), "--check"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(j.read_text())
+    assert doc["format"] == "perfsuite-kernels/1" and doc["arches"]["sm_90a"]["sms"] == 132
+    assert {r["dtype"] for r in doc["rows"]} == {"bf16"} and all(r["compiled"] for r in doc["rows"])
+    text = m.read_text()
+    assert "| sm_90a | bf16 |" in text and "Missed targets: 0 (none)" in text
+    r = CliRunner().invoke(app, ["kernels", "--arch", "sm_90a", "--json", str(tmp_path / "no" / "k.json")])
+    assert r.exit_code == 2 and "does not exist" in r.output

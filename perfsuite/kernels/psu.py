@@ -125,7 +125,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
             tl.store(u_ptr + off, u_tile.to(u_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
 def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
                     INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr, SG: tl.constexpr,
                     NEED_GX: tl.constexpr, NEED_GZ: tl.constexpr,

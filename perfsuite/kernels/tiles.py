@@ -68,19 +68,23 @@ STREAM_DEFAULTS = {
     "lif_bwd": {2: Tile(2, 2), 4: Tile(4, 2)},
     "scan_fwd": {2: Tile(8, 2), 4: Tile(8, 2)},
     "scan_bwd": {2: Tile(4, 2), 4: Tile(8, 2)},
-    "dsn_fwd": {2: Tile(4, 4, scalar=True), 4: Tile(4, 4, scalar=True)},
-    "dsn_bwd": {2: Tile(4, 4, scalar=True), 4: Tile(4, 4, scalar=True)},
+    "dsn_fwd": {2: Tile(8, 4, scalar=True), 4: Tile(8, 4, scalar=True)},
+    "dsn_bwd": {2: Tile(8, 4, scalar=True), 4: Tile(8, 4, scalar=True)},
     "psu_fwd": {2: Tile(2, 2), 4: Tile(4, 2)},
-    "psu_bwd": {2: Tile(2, 2), 4: Tile(4, 2)},
+    "psu_bwd": {2: Tile(8, 4, scalar=True), 4: Tile(8, 4, scalar=True)},
     "conv": {2: Tile(4, 2), 4: Tile(8, 2)},
     "conv_wgrad": {2: Tile(4, 2), 4: Tile(4, 2)},
 }
-#: candidates for tuning (each statically checked like the defaults)
-STREAM_CANDIDATES = {
-    name: sorted({*d.values(), *((Tile(4, 2, True), Tile(8, 4, True)) if d[4].scalar else (Tile(2, 2), Tile(2, 4)))},
-                 key=lambda t: (t.bt, t.num_warps))
-    for name, d in STREAM_DEFAULTS.items()
-}
+
+
+def _stream_candidates(default: Tile) -> list[Tile]:
+    """The default, the same depth with 4 warps, and half the depth (never deeper: that costs registers)."""
+    shallow = Tile(max(1, default.bt // 2), default.num_warps, default.scalar)
+    return sorted({default, Tile(default.bt, 4, default.scalar), shallow}, key=lambda t: (t.bt, t.num_warps))
+
+
+#: candidates for tuning, per kernel and element size (each statically checked like the defaults)
+STREAM_CANDIDATES = {name: {size: _stream_candidates(t) for size, t in d.items()} for name, d in STREAM_DEFAULTS.items()}
 
 #: PSN GEMM kernel -> operand class -> candidate GemmTiles, the default first. dL/dW forms dL/dH from
 #: the loaded tiles in registers before its tl.dot, so it takes small [32, 32] blocks (64 × 64 spilled);
@@ -97,9 +101,9 @@ GEMM_CANDIDATES = {
                    "ieee": [GemmTile(32, 32, 32, num_stages=2), GemmTile(32, 32, 16, num_stages=2)]},
 }
 GEMM_DEFAULTS = {k: {cls: c[0] for cls, c in by_cls.items()} for k, by_cls in GEMM_CANDIDATES.items()}
-#: arch (major) -> kernel -> operand class -> a default for an arch with less shared memory per block
-#: (A100: 163 KB). Empty: every default above fits sm_80 (perfsuite kernels --arch sm_80).
-GEMM_ARCH: dict = {}
+#: arch (major) -> kernel -> operand class -> the default where the one above does not suit the arch:
+#: on sm_80 TF32 dL/dX at [64, 128] needed 168 registers and a stack frame (perfsuite kernels --arch sm_80)
+GEMM_ARCH = {8: {"mix_grad_x": {"tf32": GemmTile(64, 64, 32, num_stages=2)}}}
 
 
 #: kernel function name -> its entry in STREAM_DEFAULTS or GEMM_DEFAULTS
@@ -111,11 +115,13 @@ TILE_OF = {"_lif_fwd_kernel": "lif_fwd", "_lif_bwd_kernel": "lif_bwd", "_scan_fw
 
 
 def candidate_round(i: int) -> tuple[dict, dict]:
-    """Round i of the candidate check: ({stream kernel: its i-th candidate}, {GEMM kernel: {operand
-    class: its i-th candidate}}) for the kernels that have one; both empty once every list is done."""
-    stream = {k: c[i] for k, c in STREAM_CANDIDATES.items() if i < len(c)}
-    gemm = {k: {cls: c[i] for cls, c in by_cls.items() if i < len(c)} for k, by_cls in GEMM_CANDIDATES.items()}
-    return stream, {k: v for k, v in gemm.items() if v}
+    """Round i of the candidate check: ({stream kernel: {element size: its i-th candidate}}, {GEMM
+    kernel: {operand class: its i-th candidate}}) where there is one; both empty once every list is done."""
+    def pick(table):
+        out = {k: {key: c[i] for key, c in by_key.items() if i < len(c)} for k, by_key in table.items()}
+        return {k: v for k, v in out.items() if v}
+
+    return pick(STREAM_CANDIDATES), pick(GEMM_CANDIDATES)
 
 
 @lru_cache(maxsize=1)
@@ -142,8 +148,8 @@ def _tuned(gpu: str | None, kernel: str, dtype: str, cls, candidates):
 def stream_tile(kernel: str, element_bytes: int, dtype: str = "", gpu: str | None = None) -> Tile:
     """The Tile of streaming ``kernel`` for inputs of ``element_bytes`` (a tuned winner for ``gpu`` and
     ``dtype`` when tuned.json has one, else the default)."""
-    tuned = _tuned(gpu, kernel, dtype, Tile, STREAM_CANDIDATES[kernel])
-    return tuned or STREAM_DEFAULTS[kernel][2 if element_bytes <= 2 else 4]
+    size = 2 if element_bytes <= 2 else 4
+    return _tuned(gpu, kernel, dtype, Tile, STREAM_CANDIDATES[kernel][size]) or STREAM_DEFAULTS[kernel][size]
 
 
 def gemm_tile(kernel: str, operands: str, major: int, dtype: str = "", gpu: str | None = None) -> GemmTile:
