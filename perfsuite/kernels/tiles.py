@@ -69,7 +69,7 @@ STREAM_DEFAULTS = {
     "scan_fwd": {2: Tile(8, 2), 4: Tile(8, 2)},
     "scan_bwd": {2: Tile(4, 2), 4: Tile(8, 2)},
     "dsn_fwd": {2: Tile(8, 4, scalar=True), 4: Tile(8, 4, scalar=True)},
-    "dsn_bwd": {2: Tile(8, 4, scalar=True), 4: Tile(8, 4, scalar=True)},
+    "dsn_bwd": {2: Tile(4, 4, scalar=True), 4: Tile(4, 4, scalar=True)},
     "psu_fwd": {2: Tile(2, 2), 4: Tile(4, 2)},
     "psu_bwd": {2: Tile(8, 4, scalar=True), 4: Tile(8, 4, scalar=True)},
     "conv": {2: Tile(4, 2), 4: Tile(8, 2)},
