@@ -269,9 +269,8 @@ def main() -> int:
 
     knobs.nvidia.dump_ptxas_log = True
     JITFunction.run = _recording_run
-    from perfsuite import neurons
     import perfsuite.kernels  # noqa: F401  (registers backend "triton"; needs the patched torch.cuda)
-
+    from perfsuite import neurons
     from perfsuite.kernels import tiles
 
     defaults = (dict(tiles.STREAM_DEFAULTS), dict(tiles.GEMM_DEFAULTS), {k: dict(v) for k, v in tiles.GEMM_ARCH.items()})
@@ -305,6 +304,8 @@ def main() -> int:
                                           "host_error": f"{type(e).__name__}: {e}".splitlines()[0]}), flush=True)
                         continue
                     for rec in _state.records:
+                        if tag is not None and tiles.TILE_OF.get(rec["fn"].fn.__name__) not in swept:
+                            continue  # a candidate round reports only the kernels it changed
                         key = _key(rec["fn"], rec["signature"], rec["constexprs"], rec["attrs"], rec["options"], arch)
                         if key in rows:
                             if case["name"] not in rows[key]["cases"]:

@@ -75,7 +75,7 @@ def tune(dtypes: list[str], n: int, do_bench) -> int:
             shape = (T, n // params["features"], params["features"]) if "features" in params else (T, n)
             x = (torch.randn(shape, device="cuda") + 0.5).to(DTYPES[dt])
             xg = x.clone().requires_grad_(True)
-            fn = (lambda: m(x)) if mode == "fwd" else (lambda: m(xg).sum().backward())
+            fn = (lambda m=m, x=x: m(x)) if mode == "fwd" else (lambda m=m, xg=xg: m(xg).sum().backward())
             saved = dict(tiles.STREAM_DEFAULTS if stream else tiles.GEMM_DEFAULTS)[kernel]
             if stream:
                 size = 2 if DTYPES[dt].itemsize <= 2 else 4
@@ -104,7 +104,6 @@ def tune(dtypes: list[str], n: int, do_bench) -> int:
                 times.setdefault(kernel, {})[dt] = {str(list(k)): round(v, 4) for k, v in results.items()}
                 print(f"{kernel:12} {dt:5} best {best} {results[best]:.3f} ms of {len(results)} candidates "
                       f"(via {name} {mode}, T={T})")
-            del m, x, xg
             torch.cuda.empty_cache()
     table["format"] = "perfsuite-tuned/1"
     out.write_text(json.dumps(table, indent=1) + "\n")
@@ -152,7 +151,7 @@ def main(argv=None) -> int:
                         continue
                     x = (torch.randn(T, args.neurons_n, device="cuda") + 0.5).to(DTYPES[dt])
                     xg = x.clone().requires_grad_(True)
-                    runs = {"fwd": lambda: m(x), "train": lambda: m(xg).sum().backward()}
+                    runs = {"fwd": lambda m=m, x=x: m(x), "train": lambda m=m, xg=xg: m(xg).sum().backward()}
                     for mode, fn in runs.items():
                         try:
                             with torch.no_grad() if mode == "fwd" else torch.enable_grad():

@@ -178,7 +178,7 @@ def test_full_matrix_meets_targets(request):
     assert not bad, "\n".join(bad)
     assert all(r["compiled"] and r["fits"] for r in variant_rows)
     for line in ks.failures(variant_rows):
-        warnings.warn(f"parameter variant misses a target: {line}")
+        warnings.warn(f"parameter variant misses a target: {line}", stacklevel=1)
 
 
 @pytest.mark.slow
