@@ -231,11 +231,9 @@ def _set_tiles(stream: dict, gemm: dict) -> None:
         tiles.STREAM_DEFAULTS[kernel] = {**tiles.STREAM_DEFAULTS[kernel], **by_size}
     for kernel, by_cls in gemm.items():
         tiles.GEMM_DEFAULTS[kernel] = {**tiles.GEMM_DEFAULTS[kernel], **by_cls}
-        for arch in tiles.GEMM_ARCH.values():
-            arch.pop(kernel, None)
 
 
-def _rounds(job: dict):
+def _rounds(job: dict, major: int):
     """(tag, stream tiles, GEMM tiles) per pass: one pass with the job's own tiles (job["tiles"] =
     {kernel: {element size: [bt, warps, scalar]}}, job["gemm"] = {kernel: {operands: [bm, bn, bk, warps, stages]}}), or with
     job["candidates"] one pass per candidate round."""
@@ -248,7 +246,7 @@ def _rounds(job: dict):
         return
     i = 0
     while True:
-        stream, gemm = tiles.candidate_round(i)
+        stream, gemm = tiles.candidate_round(i, major)
         if not stream and not gemm:
             return
         yield i, stream, gemm
@@ -273,23 +271,20 @@ def main() -> int:
     from perfsuite import neurons
     from perfsuite.kernels import tiles
 
-    defaults = (dict(tiles.STREAM_DEFAULTS), dict(tiles.GEMM_DEFAULTS), {k: dict(v) for k, v in tiles.GEMM_ARCH.items()})
-
+    defaults = (dict(tiles.STREAM_DEFAULTS), dict(tiles.GEMM_DEFAULTS))
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
     cache = Path(job["cache"])
     cache.mkdir(parents=True, exist_ok=True)
-    for tag, stream, gemm in _rounds(job):
-        tiles.STREAM_DEFAULTS.update(defaults[0])
-        tiles.GEMM_DEFAULTS.update(defaults[1])
-        tiles.GEMM_ARCH.clear()
-        tiles.GEMM_ARCH.update({k: dict(v) for k, v in defaults[2].items()})
-        _set_tiles(stream, gemm)
-        swept = {**stream, **gemm}
-        for arch in job["arches"]:
-            (major, minor), _ = CAPABILITY[arch]
-            _state.arch = arch
-            _state.target = GPUTarget("cuda", major * 10 + minor, 32)
-            _state.backend = make_backend(_state.target)
+    for arch in job["arches"]:
+        (major, minor), _ = CAPABILITY[arch]
+        _state.arch = arch
+        _state.target = GPUTarget("cuda", major * 10 + minor, 32)
+        _state.backend = make_backend(_state.target)
+        for tag, stream, gemm in _rounds(job, major):
+            tiles.STREAM_DEFAULTS.update(defaults[0])
+            tiles.GEMM_DEFAULTS.update(defaults[1])
+            _set_tiles(stream, gemm)
+            swept = {**stream, **gemm}
             for dname in job["dtypes"]:
                 rows = {}
                 for case in job["cases"]:
@@ -316,8 +311,8 @@ def main() -> int:
                                      "grid": rec["grid"], "constexprs": _constexpr_names(rec["fn"], rec["constexprs"]),
                                      "num_warps": rec["options"].num_warps, "num_stages": rec["options"].num_stages,
                                      "triton": triton.__version__, "result": _cached_compile(rec, cache / f"{key}.json")}
-                    if tag is not None:
-                        rows[key].update(candidate=tiles.TILE_OF[rec["fn"].fn.__name__], round=tag)
+                        if tag is not None:
+                            rows[key].update(candidate=tiles.TILE_OF[rec["fn"].fn.__name__], round=tag)
                 for row in rows.values():
                     print(json.dumps(row, default=str), flush=True)
     return 0

@@ -101,9 +101,16 @@ GEMM_CANDIDATES = {
                    "ieee": [GemmTile(32, 32, 32, num_stages=2), GemmTile(32, 32, 16, num_stages=2)]},
 }
 GEMM_DEFAULTS = {k: {cls: c[0] for cls, c in by_cls.items()} for k, by_cls in GEMM_CANDIDATES.items()}
-#: arch (major) -> kernel -> operand class -> the default where the one above does not suit the arch:
-#: on sm_80 TF32 dL/dX at [64, 128] needed 168 registers and a stack frame (perfsuite kernels --arch sm_80)
-GEMM_ARCH = {8: {"mix_grad_x": {"tf32": GemmTile(64, 64, 32, num_stages=2)}}}
+#: arch (major) -> kernel -> operand class -> candidates that do not suit that arch; where one is the
+#: default, the arch takes the next candidate. On sm_80 TF32 dL/dX at [64, 128] needed 168 registers and
+#: a stack frame (perfsuite kernels --arch sm_80).
+GEMM_ARCH_UNFIT = {8: {"mix_grad_x": {"tf32": [GemmTile(64, 128, 32, num_stages=2)]}}}
+
+
+def gemm_candidates(kernel: str, operands: str, major: int) -> list[GemmTile]:
+    """The candidates of PSN GEMM ``kernel`` for ``operands`` that suit an arch of capability ``major``."""
+    unfit = GEMM_ARCH_UNFIT.get(major, {}).get(kernel, {}).get(operands, [])
+    return [c for c in GEMM_CANDIDATES[kernel][operands] if c not in unfit]
 
 
 #: kernel function name -> its entry in STREAM_DEFAULTS or GEMM_DEFAULTS
@@ -114,14 +121,16 @@ TILE_OF = {"_lif_fwd_kernel": "lif_fwd", "_lif_bwd_kernel": "lif_bwd", "_scan_fw
            "_mix_grad_x_kernel": "mix_grad_x", "_mix_grad_w_kernel": "mix_grad_w"}
 
 
-def candidate_round(i: int) -> tuple[dict, dict]:
-    """Round i of the candidate check: ({stream kernel: {element size: its i-th candidate}}, {GEMM
-    kernel: {operand class: its i-th candidate}}) where there is one; both empty once every list is done."""
+def candidate_round(i: int, major: int) -> tuple[dict, dict]:
+    """Round i of the candidate check on an arch of capability ``major``: ({stream kernel: {element
+    size: its i-th candidate}}, {GEMM kernel: {operand class: its i-th candidate for the arch}}) where
+    there is one; both empty once every list is done."""
     def pick(table):
         out = {k: {key: c[i] for key, c in by_key.items() if i < len(c)} for k, by_key in table.items()}
         return {k: v for k, v in out.items() if v}
 
-    return pick(STREAM_CANDIDATES), pick(GEMM_CANDIDATES)
+    gemm = {k: {cls: gemm_candidates(k, cls, major) for cls in by_cls} for k, by_cls in GEMM_CANDIDATES.items()}
+    return pick(STREAM_CANDIDATES), pick(gemm)
 
 
 @lru_cache(maxsize=1)
@@ -154,8 +163,11 @@ def stream_tile(kernel: str, element_bytes: int, dtype: str = "", gpu: str | Non
 
 def gemm_tile(kernel: str, operands: str, major: int, dtype: str = "", gpu: str | None = None) -> GemmTile:
     """The GemmTile of PSN GEMM ``kernel`` for operand class ``operands`` (half, tf32, ieee) on an arch
-    of compute capability ``major``."""
-    tuned = _tuned(gpu, kernel, dtype, GemmTile, GEMM_CANDIDATES[kernel][operands])
+    of compute capability ``major``: a tuned winner for ``gpu`` if it is a candidate there, else the
+    default, else (the default does not suit the arch) the first candidate that does."""
+    fit = gemm_candidates(kernel, operands, major)
+    tuned = _tuned(gpu, kernel, dtype, GemmTile, fit)
     if tuned:
         return tuned
-    return GEMM_ARCH.get(major, {}).get(kernel, {}).get(operands) or GEMM_DEFAULTS[kernel][operands]
+    default = GEMM_DEFAULTS[kernel][operands]
+    return default if default in fit else fit[0]
