@@ -82,7 +82,7 @@ def tune(dtypes: list[str], n: int, do_bench) -> int:
                 candidates = tiles.STREAM_CANDIDATES[kernel][size]
             else:  # the operand class this dtype runs (fp32: TF32 only when torch allows it)
                 cls = "half" if dt != "fp32" else ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
-                candidates = tiles.GEMM_CANDIDATES[kernel][cls]
+                candidates = tiles.gemm_candidates(kernel, cls, torch.cuda.get_device_capability()[0])
             results = {}
             for cand in candidates:
                 if stream:
