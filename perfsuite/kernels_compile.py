@@ -211,11 +211,11 @@ def _cached_compile(rec: dict, hit: Path) -> dict:
         return {**json.loads(hit.read_text()), "cached": True}
     try:
         result = {"compiled": True, **_compile(rec)}
-    except Exception as e:  # a compile error is a finding of the report
+    except Exception as e:  # a compile error is a finding of the report; not cached (it may be the setup's)
         msg = str(e).strip().splitlines() or [type(e).__name__]
-        result = {"compiled": False, "error": f"{type(e).__name__}: {msg[0]}"[:300]}
         if os.environ.get("PERFSUITE_KERNELS_DEBUG"):
             traceback.print_exc(file=sys.stderr)
+        return {"compiled": False, "error": f"{type(e).__name__}: {msg[0]}"[:300], "cached": False}
     tmp = hit.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(hit)
