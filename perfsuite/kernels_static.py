@@ -110,6 +110,17 @@ def compile_rows(arches, dtypes, cases, cache: Path | None = None, timeout: floa
     pending = [(a, d) for a in arches for d in dtypes]
     jobs = max(1, jobs or os.cpu_count() or 1)
     running, done = [], {}
+    try:
+        _drain(pending, running, done, jobs, cases, cache, overrides, env, timeout)
+    finally:
+        for _, proc, _, _ in running:  # after an error: end the compiles this call started
+            if proc.poll() is None:
+                proc.kill()
+    return [row for a in arches for d in dtypes for row in done[(a, d)]]
+
+
+def _drain(pending, running, done, jobs, cases, cache, overrides, env, timeout) -> None:
+    """Run the (arch, dtype) compile subprocesses of `compile_rows`, ``jobs`` at a time, into ``done``."""
     while pending or running:
         while pending and len(running) < jobs:
             a, d = pending.pop(0)
@@ -121,7 +132,7 @@ def compile_rows(arches, dtypes, cases, cache: Path | None = None, timeout: floa
             proc.stdin.write(json.dumps(job))
             proc.stdin.close()
             running.append(((a, d), proc, out, err))
-        (key, proc, out, err), running = running[0], running[1:]
+        key, proc, out, err = running[0]
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -133,7 +144,7 @@ def compile_rows(arches, dtypes, cases, cache: Path | None = None, timeout: floa
             tail = (err.read().strip().splitlines() or ["no output"])[-1]
             raise StaticError(f"kernel compile subprocess failed (exit {proc.returncode}): {tail}")
         done[key] = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
-    return [row for a in arches for d in dtypes for row in done[(a, d)]]
+        running.pop(0)
 
 
 def candidate_rows(arches, dtypes, cache: Path | None = None) -> list[dict]:
