@@ -19,6 +19,7 @@ import triton.language as tl
 
 from ..neurons.base import compute_dtype
 from ..neurons.surrogate import Surrogate
+from .tiles import stream_tile
 
 #: Triton kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter (tests)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -114,8 +115,6 @@ def launch_config(x: torch.Tensor, n: int, block_n: int | None = None, bt: int |
     if x.device.type == "cpu":
         block = _pow2("block_n", block_n) if block_n is not None else min(1024, triton.next_power_of_2(max(n, 1)))
         return Launch(block, _pow2("bt", bt) if bt is not None else 4, 1)
-    from .tiles import stream_tile
-
     size = x.element_size()
     tile = stream_tile(kernel, size, dtype_name(x), device_name(x))
     block = _pow2("block_n", block_n) if block_n is not None else tile.block(size)

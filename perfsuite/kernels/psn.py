@@ -24,7 +24,20 @@ import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import as_2d, check_device, launch_config, scalars, surrogate_args, surrogate_grad, tile_at, tile_in, tl_compute_dtype
+from .common import (
+    as_2d,
+    check_device,
+    device_name,
+    dtype_name,
+    launch_config,
+    scalars,
+    surrogate_args,
+    surrogate_grad,
+    tile_at,
+    tile_in,
+    tl_compute_dtype,
+)
+from .tiles import gemm_tile
 
 
 # --------------------------------------------------------------------------- PSN, masked PSN
@@ -52,9 +65,6 @@ def _tiles(x: torch.Tensor, kernel: str) -> GemmTiles:
     fp32) and the arch, e.g. smaller dL/dW blocks where shared memory is short."""
     if x.device.type == "cpu":
         return CPU_TILES
-    from .common import device_name, dtype_name
-    from .tiles import gemm_tile
-
     dot = _dot_args(x)
     operands = "half" if dot["DOT"] in (tl.float16, tl.bfloat16) else dot["PREC"]
     t = gemm_tile(kernel, operands, torch.cuda.get_device_capability(x.device)[0], dtype_name(x), device_name(x))
