@@ -1,4 +1,5 @@
-"""The ``perfsuite`` command line (typer): run, validate, schema, list, env, merge, report, compare, ab, profile.
+"""The ``perfsuite`` command line (typer): run, validate, schema, list, env, merge, report, compare, ab, profile,
+kernels.
 
 Every user mistake (a bad scenario, a folder that already holds rows, a bad ``--shard``) prints one
 clear message to stderr and exits with code 2, never a traceback. One small function per command.
@@ -643,6 +644,45 @@ def profile_(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     typer.echo(f"traces: {out_dir / 'traces'} (Chrome/Perfetto files; also a TensorBoard logdir); "
               f"rows: {out_dir / PROFILES_FILE}")
     if any((r.get("profile") or {}).get("identity") == "mismatch" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command("kernels")
+def kernels_(arch: list[str] = typer.Option(["sm_90a", "sm_80"], "--arch", help="sm_90a | sm_80 | sm_100a (repeat)"),
+             dtype: list[str] = typer.Option(["bf16", "fp32"], "--dtype", help="bf16 | fp32 | fp16 (repeat)"),
+             full: bool = typer.Option(False, "--full", help="also the parameter variants (more kernels)"),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON here"),
+             markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="write the report as Markdown here"),
+             check: bool = typer.Option(False, "--check", help="exit 1 when a target is missed")) -> None:
+    """Compile every Triton kernel configuration the host code launches, for each arch, without a GPU, and
+    report registers, stack/spills, shared memory, occupancy, tensor cores and bytes in flight."""
+    from . import kernels_static as ks
+
+    for a in arch:
+        if a not in ks.ARCHES:
+            fail(f"--arch {a!r} is not known; expected one of {list(ks.ARCHES)}")
+    for d in dtype:
+        if d not in ("bf16", "fp32", "fp16"):
+            fail(f"--dtype {d!r} is not known; expected one of ['bf16', 'fp32', 'fp16']")
+    for p in (json_out, markdown_out):
+        if p is not None and p.parent and not p.parent.is_dir():
+            fail(f"{p}: folder {p.parent} does not exist")
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        fail("perfsuite kernels needs triton installed (it compiles the kernels); pip install triton")
+    try:
+        doc = ks.report(arch, dtype, ks.DEFAULT_CASES + (ks.EXTRA_CASES if full else []))
+    except ks.StaticError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if json_out is not None:
+        json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    text = ks.markdown(doc)
+    if markdown_out is not None:
+        markdown_out.write_text(text)
+    typer.echo(text)
+    if check and doc["summary"]["failures"]:
         raise typer.Exit(1)
 
 

@@ -8,6 +8,13 @@ bandwidth measured at the start. It measures; it asserts nothing. Needs CUDA.
 
     python scripts/bench_kernels.py                         # all neurons, T = 1k, 4k, 16k, 30k
     python scripts/bench_kernels.py --neurons lif --seq-lens 16384 --dtypes bf16
+    python scripts/bench_kernels.py --tune                  # pick launch tiles, write kernels/tuned.json
+
+--tune times every statically checked candidate tile of each Triton kernel (`perfsuite.kernels.tiles`)
+on this GPU, through the neuron that launches it (forward kernels: inference forward; backward kernels:
+forward + backward), and writes the fastest per kernel and dtype to perfsuite/kernels/tuned.json under
+this GPU's name, with every candidate's time. `launch_config` reads it; a GPU without an entry runs the
+defaults.
 """
 from __future__ import annotations
 
@@ -33,6 +40,79 @@ def copy_bandwidth(do_bench) -> float:
     return 2 * x.numel() * 4 / (ms * 1e-3)
 
 
+#: tiled kernel -> (neuron that launches it, its parameters, T, timed mode)
+TUNE_VIA = {
+    "lif_fwd": ("lif", {}, 16384, "fwd"), "lif_bwd": ("lif", {}, 16384, "train"),
+    "scan_fwd": ("spsn", {}, 16384, "fwd"), "scan_bwd": ("spsn", {}, 16384, "train"),
+    "dsn_fwd": ("dsn", {"features": 512}, 16384, "fwd"), "dsn_bwd": ("dsn", {"features": 512}, 16384, "train"),
+    "psu_fwd": ("psu", {}, 4096, "fwd"), "psu_bwd": ("psu", {}, 4096, "train"),
+    "conv": ("sliding_psn", {"k": 32}, 16384, "fwd"), "conv_wgrad": ("sliding_psn", {"k": 32}, 16384, "train"),
+    "mix_fire": ("psn", {}, 4096, "fwd"), "mix_grad_x": ("psn", {}, 4096, "train"),
+    "mix_grad_w": ("psn", {}, 4096, "train"),
+}
+
+
+def tune(dtypes: list[str], n: int, do_bench) -> int:
+    """Time each candidate tile in place of its kernel's default; write the winners to tuned.json."""
+    import json
+    from dataclasses import astuple
+
+    from perfsuite import neurons
+    from perfsuite.kernels import tiles
+
+    gpu = torch.cuda.get_device_name()
+    out = tiles.TUNED_FILE
+    table = json.loads(out.read_text()) if out.exists() else {}
+    tiles.TUNED_FILE = out.with_name("tuned.json.ignored-while-tuning")  # time candidates, not old winners
+    tiles.tuned_table.cache_clear()
+    entry = table.setdefault("gpus", {}).setdefault(gpu, {})
+    times = table.setdefault("measured_ms", {}).setdefault(gpu, {})
+    for kernel, (name, params, T, mode) in TUNE_VIA.items():
+        stream = kernel in tiles.STREAM_CANDIDATES
+        fixed = neurons.info(name).fixed_length
+        for dt in dtypes:
+            m = neurons.build(name, backend="triton", seq_len=T if fixed else None, **params).cuda()
+            shape = (T, n // params["features"], params["features"]) if "features" in params else (T, n)
+            x = (torch.randn(shape, device="cuda") + 0.5).to(DTYPES[dt])
+            xg = x.clone().requires_grad_(True)
+            fn = (lambda m=m, x=x: m(x)) if mode == "fwd" else (lambda m=m, xg=xg: m(xg).sum().backward())
+            saved = dict(tiles.STREAM_DEFAULTS if stream else tiles.GEMM_DEFAULTS)[kernel]
+            if stream:
+                size = 2 if DTYPES[dt].itemsize <= 2 else 4
+                candidates = tiles.STREAM_CANDIDATES[kernel][size]
+            else:  # the operand class this dtype runs (fp32: TF32 only when torch allows it)
+                cls = "half" if dt != "fp32" else ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
+                candidates = tiles.gemm_candidates(kernel, cls, torch.cuda.get_device_capability()[0])
+            results = {}
+            for cand in candidates:
+                if stream:
+                    tiles.STREAM_DEFAULTS[kernel] = {**saved, size: cand}
+                else:
+                    tiles.GEMM_DEFAULTS[kernel] = {**saved, cls: cand}
+                try:
+                    with torch.no_grad() if mode == "fwd" else torch.enable_grad():
+                        results[astuple(cand)] = do_bench(fn)
+                except Exception as e:  # a candidate that cannot run here is reported, not chosen
+                    print(f"{kernel:12} {dt:5} {astuple(cand)} failed: {type(e).__name__}: {e}")
+            if stream:
+                tiles.STREAM_DEFAULTS[kernel] = saved
+            else:
+                tiles.GEMM_DEFAULTS[kernel] = saved
+            if results:
+                best = min(results, key=results.get)
+                entry.setdefault(kernel, {})[dt] = list(best)
+                times.setdefault(kernel, {})[dt] = {str(list(k)): round(v, 4) for k, v in results.items()}
+                print(f"{kernel:12} {dt:5} best {best} {results[best]:.3f} ms of {len(results)} candidates "
+                      f"(via {name} {mode}, T={T})")
+            torch.cuda.empty_cache()
+    table["format"] = "perfsuite-tuned/1"
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    tiles.TUNED_FILE = out
+    tiles.tuned_table.cache_clear()
+    print(f"wrote {out} ({gpu})")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--neurons", nargs="+", default=list(DEFAULT_PARAMS))
@@ -40,11 +120,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seq-lens", nargs="+", type=int, default=[1024, 4096, 16384, 30000])
     ap.add_argument("--neurons-n", type=int, default=32768, help="neurons per layer (N)")
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    ap.add_argument("--tune", action="store_true", help="time the candidate tiles, write kernels/tuned.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_kernels.py needs a CUDA GPU (none found); nothing measured", file=sys.stderr)
         return 2
     from triton.testing import do_bench
+
+    if args.tune:
+        return tune(args.dtypes, args.neurons_n, do_bench)
 
     from perfsuite import neurons
 
@@ -67,7 +151,7 @@ def main(argv=None) -> int:
                         continue
                     x = (torch.randn(T, args.neurons_n, device="cuda") + 0.5).to(DTYPES[dt])
                     xg = x.clone().requires_grad_(True)
-                    runs = {"fwd": lambda: m(x), "train": lambda: m(xg).sum().backward()}
+                    runs = {"fwd": lambda m=m, x=x: m(x), "train": lambda m=m, xg=xg: m(xg).sum().backward()}
                     for mode, fn in runs.items():
                         try:
                             with torch.no_grad() if mode == "fwd" else torch.enable_grad():

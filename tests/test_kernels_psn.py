@@ -180,3 +180,18 @@ def test_gpu_psn_fused_matches_eager(name, params, T):
             torch.testing.assert_close(xa.grad, xb.grad, rtol=tol, atol=tol)
             torch.testing.assert_close(mod.weight.grad, ref.weight.grad, rtol=tol, atol=tol)
             torch.testing.assert_close(mod.bias.grad, ref.bias.grad, rtol=tol, atol=tol)
+
+
+def test_matmul_precision_recorded_on_the_module(monkeypatch):
+    """PSN's fused GEMMs follow torch.backends.cuda.matmul.allow_tf32 for fp32 (as cuBLAS); the module
+    records the flag and the precision for the result row (peer_info, stored by the runner)."""
+    m = neurons.build("psn", backend="triton", seq_len=3)
+    m(torch.randn(3, 4))
+    assert m.peer_info == {"library": "perfsuite", "implementation": "triton", "allow_tf32": False,
+                           "matmul_precision": "ieee"}
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    m(torch.randn(3, 4))
+    # the interpreter's fp32 tl.dot stays IEEE whatever the flag (only a CUDA device has TF32)
+    assert m.peer_info["allow_tf32"] is True and m.peer_info["matmul_precision"] == "ieee"
+    m(torch.randn(3, 4).to(torch.bfloat16))
+    assert m.peer_info["matmul_precision"] == "half (tensor cores)"

@@ -19,6 +19,7 @@ import triton.language as tl
 
 from ..neurons.base import compute_dtype
 from ..neurons.surrogate import Surrogate
+from .tiles import stream_tile
 
 #: Triton kernels run on CUDA tensors, or on CPU tensors under the Triton interpreter (tests)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -39,7 +40,7 @@ def usable() -> str | None:
 def check_device(name: str, *tensors: torch.Tensor) -> None:
     """Raise a clear error when a tensor lives where Triton cannot run on it."""
     for t in tensors:
-        if t.device.type == "cuda" and not INTERPRET:
+        if t.device.type in ("cuda", "meta") and not INTERPRET:  # meta: shapes only (kernels_static)
             continue
         if t.device.type == "cpu" and INTERPRET:
             continue
@@ -85,22 +86,40 @@ def _pow2(name: str, value: int) -> int:
     return value
 
 
-def launch_config(x: torch.Tensor, n: int, block_n: int | None = None, bt: int | None = None) -> Launch:
-    """Launch shape for input ``x`` with ``n`` neurons; ``block_n``/``bt`` override (tests, tuning).
+def device_name(x: torch.Tensor) -> str | None:
+    """The CUDA device's name for the tuned-tile table (None off CUDA or when it cannot be read)."""
+    try:
+        return torch.cuda.get_device_name(x.device)
+    except (RuntimeError, AssertionError, ValueError):
+        return None
 
-    GPU: each thread holds one 16-byte vector of neurons (4 fp32, 8 bf16/fp16) and the tile's BT time
-    steps of them, so the time axis stays in registers and the next tile's loads (BT steps × the
-    whole layer) are in flight while the current tile runs the recurrence — the serial chain would
-    otherwise wait one DRAM round trip per step (kernel_anchors §4.4). These defaults are a design
-    choice, not tuned: no GPU was available when they were written. Interpreter (CPU tests): one
-    wide program, short tiles, so T not a multiple of BT is exercised."""
+
+_DTYPE_NAME = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+
+
+def dtype_name(x: torch.Tensor) -> str:
+    return _DTYPE_NAME.get(x.dtype, str(x.dtype))
+
+
+def launch_config(x: torch.Tensor, n: int, block_n: int | None = None, bt: int | None = None,
+                  kernel: str = "lif_fwd") -> Launch:
+    """Launch shape of streaming ``kernel`` (a `kernels.tiles.STREAM_DEFAULTS` key) for input ``x`` with
+    ``n`` neurons; ``block_n``/``bt`` override (tests, tuning).
+
+    GPU: the kernel's statically checked `kernels.tiles.Tile` (or the tuned winner for this GPU): each
+    thread holds one 16-byte vector of neurons and the tile's BT time steps of them, so the time axis
+    stays in registers and the next tile's loads (BT steps × the whole layer) are in flight while the
+    current tile runs the recurrence — the serial chain would otherwise wait one DRAM round trip per
+    step (kernel_anchors §4.4). Interpreter (CPU tests): one wide program, short tiles, so T not a
+    multiple of BT is exercised."""
     if x.device.type == "cpu":
         block = _pow2("block_n", block_n) if block_n is not None else min(1024, triton.next_power_of_2(max(n, 1)))
         return Launch(block, _pow2("bt", bt) if bt is not None else 4, 1)
-    vec = max(1, 16 // x.element_size())
-    num_warps = 2
-    block = _pow2("block_n", block_n) if block_n is not None else 32 * vec * num_warps
-    return Launch(block, _pow2("bt", bt) if bt is not None else 8, max(1, min(num_warps, block // (32 * vec))))
+    size = x.element_size()
+    tile = stream_tile(kernel, size, dtype_name(x), device_name(x))
+    block = _pow2("block_n", block_n) if block_n is not None else tile.block(size)
+    return Launch(block, _pow2("bt", bt) if bt is not None else tile.bt,
+                  max(1, min(tile.num_warps, block // (32 * tile.vec(size)))))
 
 
 @triton.jit
@@ -238,7 +257,7 @@ def _fire_bwd_kernel(gs_ptr, h_ptr, gh_ptr, p_ptr, n, SG: tl.constexpr, BLOCK: t
 
 
 def _elementwise_block(n: int, device) -> int:
-    return 1024 if device.type == "cuda" else min(1 << 16, triton.next_power_of_2(max(n, 1)))
+    return min(1 << 16, triton.next_power_of_2(max(n, 1))) if device.type == "cpu" else 1024
 
 
 def fire_backward(grad_s: torch.Tensor, h: torch.Tensor, threshold: float, surrogate: Surrogate) -> torch.Tensor:

@@ -107,7 +107,7 @@ def _params(p_ptr):
     return tl.load(p_ptr + 0), tl.load(p_ptr + 1), tl.load(p_ptr + 2), tl.load(p_ptr + 3)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
 def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, STORE_H: tl.constexpr,
                     BLOCK: tl.constexpr, BT: tl.constexpr, CD: tl.constexpr):
@@ -147,7 +147,7 @@ def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
             tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
 def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr, gb_ptr, T, N, C,
                     K: tl.constexpr, KP: tl.constexpr, FIRE: tl.constexpr, SG: tl.constexpr,
                     NEED_GX: tl.constexpr, NEED_GW: tl.constexpr,
@@ -235,8 +235,8 @@ class _Cfg:
     bt: int | None
 
 
-def _launch(x2, N, K, cfg: _Cfg):
-    launch = launch_config(x2, N, cfg.block_n, cfg.bt)
+def _launch(x2, N, K, cfg: _Cfg, kernel: str):
+    launch = launch_config(x2, N, cfg.block_n, cfg.bt, kernel)
     # the conv's k − 1 past inputs must fit in the previous register tile: BT ≥ k − 1
     return replace(launch, bt=max(launch.bt, triton.next_power_of_2(max(K - 1, 1))))
 
@@ -250,7 +250,7 @@ class DSNFunction(torch.autograd.Function):
         T, N = x2.shape
         C, K = weight.shape
         cd = compute_dtype(x2)
-        launch = _launch(x2, N, K, cfg)
+        launch = _launch(x2, N, K, cfg, "dsn_fwd")
         sg_id, p = surrogate_scalars([1.0 / cfg.tau, cfg.levels], cfg.surrogate, x2)
         w = weight.detach().to(cd).contiguous()
         bvec = bias.detach().to(cd).contiguous()
@@ -263,7 +263,8 @@ class DSNFunction(torch.autograd.Function):
             x2, w, bvec, p, out, h, T, N, C, K=K, KP=kp, FIRE=cfg.fire, STORE_H=store_h, **launch.meta(x2))
         if need_grad:
             ctx.save_for_backward(x2, w, bvec, p, h)
-            ctx.cfg, ctx.launch, ctx.sg_id = cfg, launch, sg_id
+            ctx.cfg, ctx.sg_id = cfg, sg_id
+            ctx.launch = _launch(x2, N, K, cfg, "dsn_bwd")
             ctx.wdtypes = (weight.dtype, bias.dtype)
         return out
 

@@ -182,7 +182,7 @@ class LIFFunction(torch.autograd.Function):
         x2 = as_2d(x)
         T, N = x2.shape
         cd = compute_dtype(x)
-        launch = launch_config(x2, N, cfg.block_n, cfg.bt)
+        launch = launch_config(x2, N, cfg.block_n, cfg.bt, "lif_fwd")
         sg_id, rest = surrogate_scalars([p.v_threshold, p.v_reset], p.surrogate, x2)
         params = torch.cat([k.detach().reshape(1).to(cd), rest])
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -193,7 +193,8 @@ class LIFFunction(torch.autograd.Function):
         if need_grad:
             need_gk = ctx.needs_input_grad[1]
             ctx.save_for_backward(h, params, x2 if need_gk and p.decay_input else h)
-            ctx.cfg, ctx.launch, ctx.sg_id, ctx.shape = cfg, launch, sg_id, x.shape
+            ctx.cfg, ctx.sg_id, ctx.shape = cfg, sg_id, x.shape
+            ctx.launch = launch_config(x2, N, cfg.block_n, cfg.bt, "lif_bwd")
         return s.view(x.shape)
 
     @staticmethod

@@ -17,14 +17,27 @@ convolution for dL/dX and one reduction kernel for dL/dW (per-program partial su
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from ..neurons.base import compute_dtype
-from .common import as_2d, check_device, launch_config, scalars, surrogate_args, surrogate_grad, tile_at, tile_in, tl_compute_dtype
+from .common import (
+    as_2d,
+    check_device,
+    device_name,
+    dtype_name,
+    launch_config,
+    scalars,
+    surrogate_args,
+    surrogate_grad,
+    tile_at,
+    tile_in,
+    tl_compute_dtype,
+)
+from .tiles import gemm_tile
 
 
 # --------------------------------------------------------------------------- PSN, masked PSN
@@ -42,14 +55,20 @@ class GemmTiles:
     dw_programs: int | None = None
 
 
-#: GPU blocking: a design choice, not tuned (no GPU was available); tl.dot needs every side ≥ 16
-GPU_TILES = GemmTiles(bm=64, bn=128, bk=32)
 #: interpreter blocking (CPU tests): few programs, each a numpy step; tests shrink it to cover edges
 CPU_TILES = GemmTiles(bm=16, bn=64, bk=16, num_warps=1, num_stages=1, dw_programs=1)
 
 
-def _tiles(x: torch.Tensor) -> GemmTiles:
-    return CPU_TILES if x.device.type == "cpu" else GPU_TILES
+def _tiles(x: torch.Tensor, kernel: str) -> GemmTiles:
+    """Blocking of PSN GEMM ``kernel`` (mix_fire, mix_grad_x, mix_grad_w) for input ``x``: the
+    interpreter's on CPU; on a GPU `kernels.tiles.gemm_tile` for the operand class (half, tf32, ieee
+    fp32) and the arch, e.g. smaller dL/dW blocks where shared memory is short."""
+    if x.device.type == "cpu":
+        return CPU_TILES
+    dot = _dot_args(x)
+    operands = "half" if dot["DOT"] in (tl.float16, tl.bfloat16) else dot["PREC"]
+    t = gemm_tile(kernel, operands, torch.cuda.get_device_capability(x.device)[0], dtype_name(x), device_name(x))
+    return GemmTiles(t.bm, t.bn, t.bk, t.num_warps, t.num_stages, t.dw_programs)
 
 
 def _dot_args(x: torch.Tensor) -> dict:
@@ -65,7 +84,7 @@ def _dot_args(x: torch.Tensor) -> dict:
         dot = tl.float32
     prec = "tf32"
     if x.dtype == torch.float64 or (x.dtype == torch.float32 and not (
-            x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)):
+            x.device.type != "cpu" and torch.backends.cuda.matmul.allow_tf32)):
         prec = "ieee"
     return {"DOT": dot, "PREC": prec, "CD": tl_compute_dtype(x)}
 
@@ -200,7 +219,7 @@ class MixFireFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2, w, b, band: int | None, surrogate, store_h: bool):
         T, N = x2.shape
-        tiles, dot = _tiles(x2), _dot_args(x2)
+        tiles, dot = _tiles(x2, "mix_fire"), _dot_args(x2)
         w, b = w.contiguous(), b.contiguous()
         s = torch.empty_like(x2)
         h = torch.empty((T, N), dtype=compute_dtype(x2), device=x2.device) if store_h else s
@@ -218,24 +237,29 @@ class MixFireFunction(torch.autograd.Function):
         x2, w, h = ctx.saved_tensors
         T, N = x2.shape
         band, gs = ctx.band, grad_s.contiguous()
-        tiles, dot = _tiles(x2), _dot_args(x2)
+        dot = _dot_args(x2)
         sg_id, a, c = surrogate_args(ctx.surrogate)
         p = scalars([a, c], x2)
-        common = dict(BANDED=band is not None, SG=sg_id, BM=tiles.bm, BN=tiles.bn, num_warps=tiles.num_warps,
-                      num_stages=tiles.num_stages, **dot)
+
+        def common(tiles):
+            return dict(BANDED=band is not None, SG=sg_id, BM=tiles.bm, BN=tiles.bn, num_warps=tiles.num_warps,
+                        num_stages=tiles.num_stages, **dot)
+
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
+            tiles = _tiles(x2, "mix_grad_x")
             gx = torch.empty_like(x2)
             grid = (triton.cdiv(N, tiles.bn), triton.cdiv(T, tiles.bm))
-            _mix_grad_x_kernel[grid](w, gs, h, p, gx, T, N, band or 0, BK=tiles.bk, **common)
+            _mix_grad_x_kernel[grid](w, gs, h, p, gx, T, N, band or 0, BK=tiles.bk, **common(tiles))
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            tiles = _tiles(x2, "mix_grad_w")
             n_split = _dw_split(T, N, tiles, x2.device)
             splits = triton.cdiv(N, n_split)
             alloc = torch.zeros if band is not None else torch.empty  # skipped blocks stay zero
             part_w = alloc((splits, T, T), dtype=h.dtype, device=h.device)
             part_b = torch.empty((splits, T), dtype=h.dtype, device=h.device)
             grid = (triton.cdiv(T, tiles.bm), triton.cdiv(T, tiles.bm), splits)
-            _mix_grad_w_kernel[grid](x2, gs, h, p, part_w, part_b, T, N, band or 0, n_split, **common)
+            _mix_grad_w_kernel[grid](x2, gs, h, p, part_w, part_b, T, N, band or 0, n_split, **common(tiles))
             gw = part_w.sum(0).to(w.dtype) if ctx.needs_input_grad[1] else None
             gb = part_b.sum(0).to(ctx.b_dtype) if ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None, None
@@ -251,13 +275,30 @@ def mix_fire(x_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, surr
     return MixFireFunction.apply(x2, weight, bias, band, surrogate, store_h).view(x_seq.shape)
 
 
+def record_matmul(module, x_seq: torch.Tensor) -> None:
+    """Record on ``module`` what its GEMMs ran with, for the result row (the runner stores a module's
+    ``peer_info`` in the row's ``peer`` field): fp32 inputs use TF32 exactly when
+    ``torch.backends.cuda.matmul.allow_tf32`` is set (as cuBLAS), so the flag is part of the result."""
+    allow = bool(torch.backends.cuda.matmul.allow_tf32)
+    if x_seq.dtype in (torch.float16, torch.bfloat16):
+        precision = "half (tensor cores)"
+    elif x_seq.dtype == torch.float32 and allow and x_seq.device.type != "cpu":
+        precision = "tf32 (tensor cores)"
+    else:
+        precision = "ieee"
+    module.peer_info = {"library": "perfsuite", "implementation": "triton", "allow_tf32": allow,
+                        "matmul_precision": precision}
+
+
 def psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
     """`register_backend` entry of ``psn``."""
+    record_matmul(module, x_seq)
     return mix_fire(x_seq, module.weight, module.bias, module.surrogate)
 
 
 def masked_psn_backend(module, x_seq: torch.Tensor) -> torch.Tensor:
     """`register_backend` entry of ``masked_psn``: banded products at λ = 1, dense below."""
+    record_matmul(module, x_seq)
     band = module.k if float(module.lambda_) >= 1.0 else None
     return mix_fire(x_seq, module.masked_weight(module.weight.dtype), module.bias, module.surrogate, band)
 
@@ -359,10 +400,9 @@ def _conv_grid(T, N, launch):
     return (triton.cdiv(T, launch.bt), triton.cdiv(N, launch.block))
 
 
-def _conv_launch(x2, N):
-    # a time tile per program (no recurrence here): wider tiles on the GPU than the serial kernels use
-    base = launch_config(x2, N)
-    return base if x2.device.type == "cpu" else replace(base, bt=32)
+def _conv_launch(x2, N, kernel: str):
+    # a time tile per program (no recurrence here); its own tile shapes on the GPU (kernels.tiles)
+    return launch_config(x2, N, kernel=kernel)
 
 
 class SlidingPSNFunction(torch.autograd.Function):
@@ -373,7 +413,7 @@ class SlidingPSNFunction(torch.autograd.Function):
         x2 = as_2d(x)
         T, N = x2.shape
         cd = compute_dtype(x2)
-        launch = _conv_launch(x2, N)
+        launch = _conv_launch(x2, N, "conv")
         wc, bc = w.detach().to(cd).contiguous(), b.detach().to(cd).reshape(1)
         h = torch.empty((T, N), dtype=cd, device=x.device)
         s = torch.empty_like(x2)
@@ -398,8 +438,10 @@ class SlidingPSNFunction(torch.autograd.Function):
             _causal_conv_kernel[grid](gh, wc, wc, gx, gx, T, N, K, ANTI=True, FIRE=False, **launch.meta(h))
             gx = gx.view(ctx.shape)
         if ctx.needs_input_grad[1]:
-            part = torch.empty((grid[0] * grid[1], K), dtype=h.dtype, device=h.device)
-            _conv_weight_grad_kernel[grid](gh, x2, part, T, N, K, **launch.meta(h))
+            wlaunch = _conv_launch(x2, N, "conv_wgrad")
+            wgrid = _conv_grid(T, N, wlaunch)
+            part = torch.empty((wgrid[0] * wgrid[1], K), dtype=h.dtype, device=h.device)
+            _conv_weight_grad_kernel[wgrid](gh, x2, part, T, N, K, **wlaunch.meta(h))
             gw = part.sum(0).to(ctx.wdtype)
         if ctx.needs_input_grad[2]:
             gb = gh.sum().to(ctx.wdtype)

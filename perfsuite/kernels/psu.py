@@ -50,7 +50,7 @@ from .common import (
     tile_row,
     tile_set,
 )
-from .psn import band_mix
+from .psn import band_mix, record_matmul
 
 #: GATE constexpr: what feeds the reset recurrence y
 GATE_SIG_U, GATE_SIG_Z, GATE_X = 0, 1, 2
@@ -125,7 +125,7 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
             tl.store(u_ptr + off, u_tile.to(u_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
 def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
                     INTEG: tl.constexpr, GATE: tl.constexpr, SPIKES: tl.constexpr, SG: tl.constexpr,
                     NEED_GX: tl.constexpr, NEED_GZ: tl.constexpr,
@@ -222,7 +222,7 @@ class PSUFunction(torch.autograd.Function):
     def forward(ctx, x2, z2, cfg: _Cfg):
         T, N = x2.shape
         cd = compute_dtype(x2)
-        launch = launch_config(x2, N, cfg.block_n, cfg.bt)
+        launch = launch_config(x2, N, cfg.block_n, cfg.bt, "psu_fwd")
         sg_id, p = surrogate_scalars([cfg.d, cfg.tau, cfg.v_threshold], cfg.surrogate, x2)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         out = torch.empty((T, N), dtype=x2.dtype if cfg.spikes else cd, device=x2.device)
@@ -235,7 +235,8 @@ class PSUFunction(torch.autograd.Function):
             SPIKES=cfg.spikes, STORE_H=store_h, STORE_U=store_u, **launch.meta(x2))
         if need_grad:
             ctx.save_for_backward(h, u, z2 if cfg.gate == GATE_SIG_Z else None, p)
-            ctx.cfg, ctx.launch, ctx.sg_id, ctx.xdtype = cfg, launch, sg_id, x2.dtype
+            ctx.cfg, ctx.sg_id, ctx.xdtype = cfg, sg_id, x2.dtype
+            ctx.launch = launch_config(x2, N, cfg.block_n, cfg.bt, "psu_bwd")
         return out
 
     @staticmethod
@@ -274,6 +275,8 @@ def psu_family(module, x_seq: torch.Tensor, *, spikes: bool = True, block_n: int
     check_device(module.spec.name, x_seq)
     cfg = _cfg(module, spikes=spikes, block_n=block_n, bt=bt)
     x2 = as_2d(x_seq)
+    if cfg.uses_z:
+        record_matmul(module, x_seq)
     z2 = band_mix(x_seq, torch.tril(module.weight), module.bias) if cfg.uses_z else None  # R3 mask each call
     out = PSUFunction.apply(x2, z2, cfg)
     return out.view(x_seq.shape)

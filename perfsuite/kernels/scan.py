@@ -137,7 +137,7 @@ def scan_forward(a2: torch.Tensor, b2: torch.Tensor, h0: torch.Tensor | None = N
     """H [T, N] (compute dtype) of the recurrence on contiguous ``a2`` [T, N] (or a 0-dim tensor: one
     decay for all), ``b2`` [T, N]; no autograd."""
     T, N = b2.shape
-    launch = launch_config(b2, N, block_n, bt)
+    launch = launch_config(b2, N, block_n, bt, "scan_fwd")
     h = torch.empty((T, N), dtype=compute_dtype(b2), device=b2.device)
     _scan_fwd_kernel[launch.grid(N)](
         a2, b2, h0 if h0 is not None else h, h, T, N, HAS_H0=h0 is not None, A_CONST=a2.dim() == 0,
@@ -151,7 +151,7 @@ def scan_backward(grad_h: torch.Tensor, a2: torch.Tensor, h: torch.Tensor, h0: t
     the decays ``a2`` ([T, N], or 0-dim: then no dL/da) and the forward's H [T, N]."""
     need_ga = need_ga and a2.dim() > 0
     T, N = h.shape
-    launch = launch_config(h, N, block_n, bt)
+    launch = launch_config(h, N, block_n, bt, "scan_bwd")
     gh = grad_h.contiguous()
     gb = torch.empty_like(h)
     ga = torch.empty_like(h) if need_ga else gb
