@@ -29,7 +29,8 @@ from . import neurons
 from .measure.activity import activity as activity_stats
 from .measure.activity import layer_rate
 from .neurons import plugins
-from .neurons.base import CORE_BACKENDS, Neuron
+from .neurons.backends import CORE_BACKENDS
+from .neurons.base import Neuron
 from .neurons.spec import dtype_bytes
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     try:
-        for name, cmd in COMMANDS.items():  # one unmeasured round: file-system caches
+        for cmd in COMMANDS.values():  # one unmeasured round: file-system caches
             time_once(cmd, env)
         for r in range(args.repeats):
             order = list(COMMANDS) if r % 2 == 0 else list(reversed(COMMANDS))  # no command always first

@@ -9,7 +9,8 @@ See ``shared/spec/neurons.md`` (the project's neuron specification) for the math
 """
 import importlib
 
-from .base import CORE_BACKENDS, Neuron
+from .backends import CORE_BACKENDS
+from .base import Neuron
 from .registry import (
     backend_impl,
     backend_names,

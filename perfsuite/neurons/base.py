@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .backends import CORE_BACKENDS, backend_impl
+from .backends import backend_impl
 from .spec import NeuronSpec
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
