@@ -2,7 +2,7 @@
 extrapolation, the papers' claims, points not ok, runs side by side, and the appendix (long tables moved
 out of the reading flow).
 
-May import: perfsuite.analysis (its frames and constants), .blocks.
+May import: perfsuite.analysis (its frames and constants), .blocks, .static_kernels.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from .blocks import (
     fmt_x,
     relative_link,
 )
+from .static_kernels import static_kernel_blocks
 
 
 def roofline_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Section:
@@ -262,7 +263,8 @@ def _trace_cell(an: A.Analysis, label: Any, trace: Any, out: Path | None) -> Any
 
 def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
     """Per profiled point: the backend identity verdict and the top kernels by self time, from rows of
-    ``perfsuite run --profile`` and from ``profiles.jsonl`` (``perfsuite profile``) in a run folder."""
+    ``perfsuite run --profile`` and from ``profiles.jsonl`` (``perfsuite profile``) in a run folder; then
+    the static kernel report of a run folder's ``kernels_static.json`` (`static_kernel_blocks`)."""
     sec = Section("kernels", "Kernels and backend identity")
     kp = an.profiles
     if kp.empty:
@@ -271,6 +273,7 @@ def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
             "`perfsuite run SCENARIO --profile` (each point is traced after it is timed; the row gets the "
             "kernel summary) or `perfsuite profile SCENARIO --out RUN_DIR` (writes `profiles.jsonl` into the run "
             "folder), then rebuild the report with `perfsuite report RUN_DIR`."))
+        sec.blocks += static_kernel_blocks(an)
         return sec
     sec.blocks.append(Paragraph(
         "Each profiled point ran a few calls under torch.profiler after its timing (the trace never affects the "
@@ -314,5 +317,6 @@ def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
         "neuron", "backend", "mode", "settings", "T", "from", "identity", "what ran", "kernels of",
         f"top {KERNELS_SHOWN} by self time (share)", "trace"], rows,
         caption="Backend identity and top kernels per profiled point", notes=sorted(notes)))
+    sec.blocks += static_kernel_blocks(an)
     return sec
 
