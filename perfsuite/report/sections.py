@@ -57,8 +57,7 @@ def roofline_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: 
             sec.blocks.append(Paragraph(f"{run.label}: {DASH} {why}; fractions cannot be computed, achieved rates "
                                         "are still shown."))
     if an.roofline.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ok timed points."))
-        return sec
+        return sec.missing("no ok timed points.")
     sec.blocks += figures.get("roofline", [])
     if "roofline" in missing:
         sec.blocks.append(Paragraph(f"{DASH} no roofline plot: {'; '.join(missing['roofline'])}"))
@@ -101,8 +100,7 @@ def activity_section(an: A.Analysis) -> Section:
     sec = Section("activity", "Firing rates and energy")
     act = an.activity
     if act.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ok timed points, so no firing rates."))
-        return sec
+        return sec.missing("no ok timed points, so no firing rates.")
     several = len(an.runs) > 1
     rows, notes = [], set()
     for _, r in _in_order(an, act, ["run", "precision", "workload", "neuron"]).iterrows():
@@ -152,8 +150,7 @@ def claims_section(an: A.Analysis) -> Section:
     sec = Section("claims", "The papers' claims against this run")
     cl = an.claims
     if cl.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no claims loaded."))
-        return sec
+        return sec.missing("no claims loaded.")
     sec.blocks.append(Paragraph(
         "Each headline number of the PSN, SPSN, PSU and DSN papers that rows can speak to (perfsuite/claims.yaml). "
         "Paper numbers come from other hardware, networks and code: a difference is a finding, not an error. "
@@ -211,8 +208,7 @@ def comparison_section(an: A.Analysis) -> Section | None:
     cmp_ = an.comparison
     labels = [r.label for r in an.runs]
     if cmp_.empty:
-        sec.blocks.append(Paragraph(f"{DASH} the runs share no ok timed point."))
-        return sec
+        return sec.missing("the runs share no ok timed point.")
     ratio_cols = [f"ratio: {r}" for r in labels[1:]]
     sec.blocks.append(Paragraph(f"Ratios are each run's median time over {labels[0]}'s at the same point "
                                 "(< 1 = faster than the first run)."))
