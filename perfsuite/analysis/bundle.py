@@ -16,8 +16,8 @@ from .fits import crossovers, scaling_fits
 from .frames import Run, frame
 from .profiles import PROFILE_COLUMNS, kernel_profiles
 from .roofline import roofline_fractions
-from .static_kernels import STATIC_COLUMNS, STATIC_FILE_COLUMNS, static_kernels
 from .speedups import backend_ratios, compare_runs, speedups
+from .static_kernels import STATIC_COLUMNS, STATIC_FILE_COLUMNS, static_kernels
 
 # ---------------------------------------------------------------------------------------------- bundle
 
