@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 FORMAT = "perfsuite-kernels/1"
+#: the file name of this report in a run folder (``perfsuite kernels --json RUN/kernels_static.json``,
+#: written by scripts/gpu_session.sh); `perfsuite report` shows it in the Kernels section
+REPORT_FILE = "kernels_static.json"
 
 #: DRAM latency under load assumed by the Little's-law figures (kernel_anchors §4.4: 0.4-0.8 µs)
 LATENCY_NS = 600.0

@@ -17,6 +17,8 @@
 #   longseq  scenarios/long_seq_quick.yaml -> <gpu>/long_seq_quick/
 #   bench    scripts/bench_kernels.py, bf16 at T = 16k -> <gpu>/session/bench_kernels.txt
 #   extrap   scenarios/extrapolation_quick.yaml -> <gpu>/extrapolation_quick/
+#   kstatic  perfsuite kernels --arch <this GPU's sm> --json: the static kernel report -> session/kernels_static.json,
+#            copied into each run folder as kernels_static.json (the report's Kernels section shows it)
 #   reports  perfsuite report for each run folder (rows suffice: `perfsuite report` rebuilds them anywhere)
 # then, always: goals + SUMMARY.md + pack.
 #
@@ -36,6 +38,8 @@
 #   longseq 130: scenarios/long_seq_quick.yaml (its header says how it is sized).
 #   bench 30: 2 neurons x 2 backends x 2 modes at T = 16k under do_bench budgets, plus JIT compiles.
 #   extrap 60: scenarios/extrapolation_quick.yaml.
+#   kstatic 90: the default kernel configurations compiled for one arch, bf16 and fp32 in two processes (the CI
+#     test compiles them for sm_90a in about a minute on 2 cores); floor 0: the report is useful without it.
 #   reports 60: seaborn plots per report (last: reports can be rebuilt off the GPU from the rows).
 #
 # Environment: OUT, PYTHON, BASELINES (default reports/baselines), GPU_SESSION_BUDGET_S,
@@ -58,12 +62,12 @@ exec > >(tee -a "$LOG") 2>&1
 BUDGET=${GPU_SESSION_BUDGET_S:-525}
 DEADLINE=$((SECONDS + BUDGET))
 PACK_RESERVE=20
-ORDER=(setup tests ci_a ci_b noise longseq bench extrap reports)
+ORDER=(setup tests ci_a ci_b noise longseq bench extrap kstatic reports)
 declare -A CAP=([setup]=40 [tests]=80 [ci_a]=150 [ci_b]=80 [noise]=15 [longseq]=130 [bench]=30 [extrap]=60
-                [reports]=60)
+                [kstatic]=90 [reports]=60)
 # the least time each step must keep (enough for a useful part: the goal points come first in long_seq_quick)
 declare -A FLOOR=([setup]=20 [tests]=40 [ci_a]=90 [ci_b]=40 [noise]=5 [longseq]=60 [bench]=15 [extrap]=30
-                  [reports]=0)
+                  [kstatic]=0 [reports]=0)
 STEPS=" ${GPU_SESSION_STEPS-${ORDER[*]}} "  # set but empty: no step, only summary and pack
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -191,6 +195,28 @@ do_extrap() {
     --no-progress --no-report
 }
 
+do_kstatic() {
+  # the static kernel report (perfsuite kernels, docs/kernels.md) for this GPU's arch, written once and copied
+  # into every run folder of the session, where `perfsuite report` shows it beside the measured profiles
+  local arch d n=0
+  arch=$("$PY" - <<'PYEOF'
+import torch
+from perfsuite.kernels_static import ARCHES
+major, minor = torch.cuda.get_device_capability()
+names = [n for n, a in ARCHES.items() if a.capability == major * 10 + minor]
+print(names[0] if names else f"none: sm_{major}{minor} has no entry in perfsuite.kernels_static.ARCHES")
+PYEOF
+  ) || { echo "kstatic: could not read the GPU's compute capability"; return 2; }
+  if [[ $arch == none:* ]]; then echo "kstatic: ${arch#none: }; no static report"; return 3; fi
+  "$PY" -m perfsuite kernels --arch "$arch" --json "$SESSION/kernels_static.json" \
+    --markdown "$SESSION/kernels_static.md" > /dev/null || return $?
+  for d in "$BASE" "$BASE/long_seq_quick" "$BASE/extrapolation_quick"; do
+    [[ -s "$d/results.jsonl" ]] || continue
+    cp "$SESSION/kernels_static.json" "$d/kernels_static.json" && n=$((n + 1))
+  done
+  echo "kstatic: $arch -> $SESSION/kernels_static.json, copied into $n run folder(s)"
+}
+
 do_reports() {
   local d rc=0
   for d in "$BASE" "$BASE/long_seq_quick" "$BASE/extrapolation_quick"; do
@@ -199,7 +225,7 @@ do_reports() {
   done
   return $rc
 }
-export -f do_setup do_tests do_ci_a do_ci_b do_noise do_longseq do_bench do_extrap do_reports fresh
+export -f do_setup do_tests do_ci_a do_ci_b do_noise do_longseq do_bench do_extrap do_kstatic do_reports fresh
 
 for s in "${ORDER[@]}"; do step "$s"; done
 

@@ -118,9 +118,10 @@ def test_long_seq_quick_holds_every_goal_point():
     assert not [k for k in need if k not in have]
 
 
-def _session(tmp_path, steps: str, budget: int = 525) -> subprocess.CompletedProcess:
+def _session(tmp_path, steps: str, budget: int = 525, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OUT": str(tmp_path / "out"), "BASELINES": str(tmp_path / "baselines"),
-           "GPU_SESSION_SLUG": "fake-gpu", "GPU_SESSION_STEPS": steps, "GPU_SESSION_BUDGET_S": str(budget)}
+           "GPU_SESSION_SLUG": "fake-gpu", "GPU_SESSION_STEPS": steps, "GPU_SESSION_BUDGET_S": str(budget),
+           **extra_env}
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -169,6 +170,45 @@ def test_session_goes_on_after_a_failed_step_and_skips_steps_without_time(tmp_pa
     p = _session(tmp_path, "noise extrap", budget=10)
     assert p.returncode == 0, p.stdout + p.stderr
     assert _steps(tmp_path) == {"noise": "skipped: no time left", "extrap": "skipped: no time left"}
+
+
+#: stands in for python in the kstatic step: the capability snippet (read from stdin) prints FAKE_ARCH's
+#: answer, `-m perfsuite kernels` records its arguments and writes a small report; the rest is real python
+FAKE_KSTATIC_PY = """#!/usr/bin/env bash
+if [[ "$1" == "-" ]]; then cat > /dev/null; echo "$FAKE_ARCH"; exit 0; fi
+if [[ "$1 $2 $3" == "-m perfsuite kernels" ]]; then
+  echo "$@" > "$FAKE_ARGS"
+  while [[ $# -gt 0 ]]; do
+    case $1 in --json) echo '{{"format": "perfsuite-kernels/1", "rows": []}}' > "$2"; shift ;;
+               --markdown) echo '# Static kernel report' > "$2"; shift ;; esac
+    shift
+  done
+  exit 0
+fi
+exec {python} "$@"
+"""
+
+
+@pytest.mark.parametrize("arch", ["sm_90a", "none: sm_75 has no entry in perfsuite.kernels_static.ARCHES"])
+def test_session_writes_the_static_kernel_report_into_its_run_folders(tmp_path, arch):
+    base = tmp_path / "baselines" / "fake-gpu"
+    make_run(base, neurons=("lif",), backends=("eager",), seq_lens=(1024,))
+    make_run(base / "long_seq_quick", neurons=("lif",), backends=("eager",), seq_lens=(1024,))
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_KSTATIC_PY.format(python=sys.executable))
+    fake.chmod(0o755)
+    p = _session(tmp_path, "kstatic", PYTHON=str(fake), FAKE_ARCH=arch, FAKE_ARGS=str(tmp_path / "args"))
+    assert p.returncode == 0, p.stdout + p.stderr  # the step is never fatal
+    if arch.startswith("none"):
+        assert _steps(tmp_path) == {"kstatic": "failed (exit 3)"}
+        assert "sm_75 has no entry" in p.stdout and not (base / "kernels_static.json").exists()
+        return
+    assert _steps(tmp_path) == {"kstatic": "ok"}
+    args = (tmp_path / "args").read_text().split()
+    assert args[args.index("--arch") + 1] == "sm_90a" and args[args.index("--json") + 1].endswith("kernels_static.json")
+    for d in (base, base / "long_seq_quick", base / "session"):
+        assert json.loads((d / "kernels_static.json").read_text())["format"] == "perfsuite-kernels/1"
+    assert not (base / "extrapolation_quick").exists()  # no run there: nothing copied, no folder made
 
 
 # ----------------------------------------------------------------------------------- scripts/gpu_ci.sh

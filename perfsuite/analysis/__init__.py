@@ -11,8 +11,9 @@ reason instead of crashing or inventing a number.
 workload, device, batch and features (`SETTING`). Speed-ups and crossovers compare each neuron's *best*
 backend at each sequence length (the time a user would get), unless said otherwise.
 
-Layout (each module may import only the ones listed before it, plus perfsuite.results, perfsuite.neurons
-and perfsuite.profile's file name; nothing here imports report, compare, runner or cli):
+Layout (each module may import only the ones listed before it, plus perfsuite.results, perfsuite.neurons,
+perfsuite.profile's file name and perfsuite.kernels_static's format; nothing here imports report, compare,
+runner or cli):
 
     frames     run folders -> one DataFrame, settings, neuron order, ok timed points
     speedups   best backend, speed-ups over LIF/PSN with their bounds, backend ratios, runs side by side
@@ -21,6 +22,7 @@ and perfsuite.profile's file name; nothing here imports report, compare, runner 
     activity   firing rates, energy, extrapolation, points not ok
     claims     the papers' claims against the rows
     profiles   kernel profiles of profiled points
+    static_kernels  a run folder's static kernel report (kernels_static.json) beside its profiles
     bundle     `analyse`: all of the above once, as an `Analysis`
     figures    what each report figure plots, in which order, with which palette (`figure_specs`)
 """
@@ -60,6 +62,7 @@ from .frames import (
 from .profiles import PROFILE_COLUMNS, PROFILE_SOURCES, kernel_profiles
 from .roofline import UNRELIABLE, peaks, roof_reliable, roofline_fractions
 from .speedups import NOISY, NOT_RANKED, backend_ratios, best_backend, compare_runs, interval, speedups
+from .static_kernels import STATIC_COLUMNS, STATIC_FILE_COLUMNS, read_static_report, static_kernels
 
 __all__ = [
     "activity_summary", "analyse", "Analysis", "backend_ratios", "BASELINES", "bench_ok", "best_backend", "Claim",
@@ -68,6 +71,7 @@ __all__ = [
     "FigureSpec", "FIT_CROSS_REACH", "fit_power_law", "frame", "gpu_name", "interval", "kernel_profiles",
     "load_claims", "load_runs", "metric_reason", "mode_order", "MODE_ORDER", "neuron_order", "neuron_rank", "NOISY",
     "not_ok", "NOT_RANKED", "OWN_BACKENDS", "peaks", "PROFILE_COLUMNS", "PROFILE_SOURCES", "roof_reliable",
-    "roofline_fractions", "Run", "scaling_fits", "SETTING", "setting_label", "speedups", "Style", "TIME",
+    "read_static_report", "roofline_fractions", "Run", "scaling_fits", "SETTING", "setting_label", "speedups",
+    "STATIC_COLUMNS", "STATIC_FILE_COLUMNS", "static_kernels", "Style", "TIME",
     "UNRELIABLE", "_verdict_number",
 ]

@@ -17,6 +17,7 @@ from .frames import Run, frame
 from .profiles import PROFILE_COLUMNS, kernel_profiles
 from .roofline import roofline_fractions
 from .speedups import backend_ratios, compare_runs, speedups
+from .static_kernels import STATIC_COLUMNS, STATIC_FILE_COLUMNS, static_kernels
 
 # ---------------------------------------------------------------------------------------------- bundle
 
@@ -38,6 +39,9 @@ class Analysis:
     comparison: pd.DataFrame
     extra: dict[str, Any] = field(default_factory=dict)
     profiles: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROFILE_COLUMNS))
+    #: the runs' static kernel reports (``kernels_static.json``): configurations and the files read
+    static: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STATIC_COLUMNS))
+    static_files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STATIC_FILE_COLUMNS))
 
 
 def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boot: int = 2000,
@@ -45,8 +49,11 @@ def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boo
     """Run every analysis over the given runs."""
     df = frame(runs)
     envs = {r.label: r.env for r in runs}
+    profiles = kernel_profiles(runs)
+    static, static_files = static_kernels(runs, profiles)
     return Analysis(runs=list(runs), df=df, fits=scaling_fits(df, n_boot=n_boot, seed=seed), speedups=speedups(df),
                     crossovers=crossovers(df), backends=backend_ratios(df), roofline=roofline_fractions(df, envs),
                     activity=activity_summary(df), extrapolation=extrapolation_summary(df),
                     claims=evaluate_claims(df, claims), not_ok=not_ok(df), comparison=compare_runs(df),
-                    extra={"n_boot": n_boot}, profiles=kernel_profiles(runs))
+                    extra={"n_boot": n_boot}, profiles=profiles, static=static,
+                    static_files=static_files)

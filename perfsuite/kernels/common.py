@@ -176,6 +176,22 @@ def load_tile(ptr, off, m, USE: tl.constexpr):
 
 
 @triton.jit
+def load_at(ptr, t0, rows, cols, cmask, N, T):
+    """The tile of ``ptr`` at time steps t0 + rows (`tile_at`; masked elements read 0): a forward walk's
+    first load and its prefetch of the next tile, where one input is streamed."""
+    off, m = tile_at(t0, rows, cols, cmask, N, T)
+    return tl.load(ptr + off, mask=m, other=0.0)
+
+
+@triton.jit
+def store_tile(ptr, off, m, tile, USE: tl.constexpr):
+    """Store ``tile`` at (off, m) from `tile_at`, cast to ``ptr``'s element type, when ``USE``; the
+    counterpart of `load_tile` for the scan kernels' optional outputs (h, u, gradients)."""
+    if USE:
+        tl.store(ptr + off, tile.to(ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
 def tile_row(tile, rows, i: tl.constexpr):
     """Row ``i`` (a compile-time index) of a [BT, BLOCK] register tile, as a [BLOCK] vector.
 

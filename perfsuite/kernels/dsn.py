@@ -44,7 +44,9 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    load_at,
     program_columns,
+    store_tile,
     surrogate_grad,
     surrogate_scalars,
     tile_at,
@@ -118,13 +120,10 @@ def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
     h = tl.zeros([BLOCK], CD)
     prev = tl.zeros([BT, BLOCK], CD)  # the tile before t = 0: the conv's zero left pad
 
-    off, m = tile_at(0, rows, cols, cmask, N, T)
-    nxt = tl.load(x_ptr + off, mask=m, other=0.0)
+    nxt = load_at(x_ptr, 0, rows, cols, cmask, N, T)
     for t0 in tl.range(0, T, BT):
         cur = nxt.to(CD)
-        # issue the next tile's loads before the serial chain of this one
-        off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
-        nxt = tl.load(x_ptr + off, mask=m, other=0.0)
+        nxt = load_at(x_ptr, t0 + BT, rows, cols, cmask, N, T)  # issued before the serial chain of this tile
         o_tile = tl.zeros([BT, BLOCK], CD)
         h_tile = tl.zeros([BT, BLOCK], CD)
         for i in tl.static_range(BT):
@@ -142,9 +141,8 @@ def _dsn_fwd_kernel(x_ptr, w_ptr, bias_ptr, p_ptr, out_ptr, h_ptr, T, N, C,
                 h_tile = tile_set(h_tile, rows, i, h)
         prev = cur
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        tl.store(out_ptr + off, o_tile.to(out_ptr.dtype.element_ty), mask=m)
-        if STORE_H:
-            tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
+        store_tile(out_ptr, off, m, o_tile, True)
+        store_tile(h_ptr, off, m, h_tile, STORE_H)
 
 
 @triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
@@ -219,7 +217,7 @@ def _dsn_bwd_kernel(gs_ptr, x_ptr, h_ptr, w_ptr, bias_ptr, p_ptr, gx_ptr, gw_ptr
         gz_later = gz_tile
         if NEED_GX:
             off, m = tile_at(t0, rows, cols, cmask, N, T)
-            tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
+            store_tile(gx_ptr, off, m, gx_tile, True)
     if NEED_GW:
         tl.store(gw_ptr + cols[None, :] * KP + krows[:, None], gw_acc, mask=cmask[None, :])
         tl.store(gb_ptr + cols, gb_acc, mask=cmask)

@@ -34,8 +34,10 @@ from .common import (
     as_2d,
     check_device,
     launch_config,
+    load_at,
     load_tile,
     program_columns,
+    store_tile,
     surrogate_grad,
     surrogate_scalars,
     tile_at,
@@ -62,13 +64,10 @@ def _lif_fwd_kernel(x_ptr, s_ptr, h_ptr, p_ptr, T, N,
     k, v_th, v_reset, _, _ = _params(p_ptr)
     v = tl.zeros([BLOCK], CD) + v_reset
 
-    off, m = tile_at(0, rows, cols, cmask, N, T)
-    nxt = tl.load(x_ptr + off, mask=m, other=0.0)
+    nxt = load_at(x_ptr, 0, rows, cols, cmask, N, T)
     for t0 in tl.range(0, T, BT):
         cur = nxt.to(CD)
-        # issue the next tile's loads before the serial chain of this one
-        off, m = tile_at(t0 + BT, rows, cols, cmask, N, T)
-        nxt = tl.load(x_ptr + off, mask=m, other=0.0)
+        nxt = load_at(x_ptr, t0 + BT, rows, cols, cmask, N, T)  # issued before the serial chain of this tile
         s_tile = tl.zeros([BT, BLOCK], CD)
         h_tile = tl.zeros([BT, BLOCK], CD)
         for i in tl.static_range(BT):
@@ -86,9 +85,8 @@ def _lif_fwd_kernel(x_ptr, s_ptr, h_ptr, p_ptr, T, N,
             if STORE_H:
                 h_tile = tile_set(h_tile, rows, i, h)
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        tl.store(s_ptr + off, s_tile.to(s_ptr.dtype.element_ty), mask=m)
-        if STORE_H:
-            tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
+        store_tile(s_ptr, off, m, s_tile, True)
+        store_tile(h_ptr, off, m, h_tile, STORE_H)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -160,7 +158,7 @@ def _lif_bwd_kernel(gs_ptr, h_ptr, x_ptr, gx_ptr, gk_ptr, p_ptr, T, N,
                 gk_acc += tl.where(valid & cmask, gh * dhdk, 0.0)
             gv = tl.where(valid, gh * (1.0 - k), gv)
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
+        store_tile(gx_ptr, off, m, gx_tile, True)
     if NEED_GK:
         tl.store(gk_ptr + pid, tl.sum(gk_acc, axis=0))
 

@@ -43,6 +43,7 @@ from .common import (
     launch_config,
     load_tile,
     program_columns,
+    store_tile,
     surrogate_grad,
     surrogate_scalars,
     tile_at,
@@ -118,11 +119,9 @@ def _psu_fwd_kernel(x_ptr, z_ptr, out_ptr, h_ptr, u_ptr, p_ptr, T, N,
             if STORE_U:
                 u_tile = tile_set(u_tile, rows, i, u)
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        tl.store(out_ptr + off, o_tile.to(out_ptr.dtype.element_ty), mask=m)
-        if STORE_H:
-            tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
-        if STORE_U:
-            tl.store(u_ptr + off, u_tile.to(u_ptr.dtype.element_ty), mask=m)
+        store_tile(out_ptr, off, m, o_tile, True)
+        store_tile(h_ptr, off, m, h_tile, STORE_H)
+        store_tile(u_ptr, off, m, u_tile, STORE_U)
 
 
 @triton.jit(do_not_specialize=["T", "N"])  # N: scalar loads, see kernels.tiles.Tile
@@ -187,10 +186,8 @@ def _psu_bwd_kernel(go_ptr, h_ptr, u_ptr, z_ptr, gx_ptr, gz_ptr, p_ptr, T, N,
                     gz_tile = tile_set(gz_tile, rows, i, gh)
                     gx_tile = tile_set(gx_tile, rows, i, gy)
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        if NEED_GX:
-            tl.store(gx_ptr + off, gx_tile.to(gx_ptr.dtype.element_ty), mask=m)
-        if NEED_GZ:
-            tl.store(gz_ptr + off, gz_tile.to(gz_ptr.dtype.element_ty), mask=m)
+        store_tile(gx_ptr, off, m, gx_tile, NEED_GX)
+        store_tile(gz_ptr, off, m, gz_tile, NEED_GZ)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .common import (
     launch_config,
     load_tile,
     program_columns,
+    store_tile,
     tile_at,
     tile_before,
     tile_row,
@@ -72,7 +73,7 @@ def _scan_fwd_kernel(a_ptr, b_ptr, h0_ptr, h_ptr, T, N, HAS_H0: tl.constexpr, A_
                 h = tile_row(c_a, rows, i) * h + tile_row(c_b, rows, i)
             h_tile = tile_set(h_tile, rows, i, h)
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        tl.store(h_ptr + off, h_tile.to(h_ptr.dtype.element_ty), mask=m)
+        store_tile(h_ptr, off, m, h_tile, True)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -125,9 +126,8 @@ def _scan_bwd_kernel(gh_ptr, a_ptr, h_ptr, h0_ptr, gb_ptr, ga_ptr, gh0_ptr, T, N
                 hp = tl.where(t > 0, tile_row_lag(c_h, p_h, rows, i, 1, BT), h_init)
                 ga_tile = tile_set(ga_tile, rows, i, g * hp)
         off, m = tile_at(t0, rows, cols, cmask, N, T)
-        tl.store(gb_ptr + off, gb_tile.to(gb_ptr.dtype.element_ty), mask=m)
-        if NEED_GA:
-            tl.store(ga_ptr + off, ga_tile.to(ga_ptr.dtype.element_ty), mask=m)
+        store_tile(gb_ptr, off, m, gb_tile, True)
+        store_tile(ga_ptr, off, m, ga_tile, NEED_GA)
     if HAS_H0:
         tl.store(gh0_ptr + cols, (a_next * g).to(gh0_ptr.dtype.element_ty), mask=cmask)
 

@@ -95,6 +95,11 @@ class Section:
     title: str
     blocks: list[Any] = field(default_factory=list)
 
+    def missing(self, why: str) -> Section:
+        """This section with one "— why" paragraph, what a section shows when it has nothing to show."""
+        self.blocks.append(Paragraph(f"{DASH} {why}"))
+        return self
+
 
 @dataclass
 class Report:

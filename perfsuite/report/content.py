@@ -160,8 +160,7 @@ def headline_section(an: A.Analysis) -> Section:
     sec = Section("headline", "Headline: the fastest backend per neuron and sequence length")
     sp = an.speedups
     if sp.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no timed point succeeded, so there is nothing to rank."))
-        return sec
+        return sec.missing("no timed point succeeded, so there is nothing to rank.")
     unranked = " and ".join(f"`{b}`" for b in A.NOT_RANKED)
     pct = f"±{A.NOISY:.0%}".replace("%", " %")
     sec.blocks.append(Paragraph(
@@ -226,8 +225,7 @@ def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: d
             sec.blocks.append(Paragraph(f"{DASH} no {key} plot: {'; '.join(missing[key])}"))
     fits = an.fits
     if fits.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no fits: no timed point succeeded."))
-        return sec
+        return sec.missing("no fits: no timed point succeeded.")
     several = len(an.runs) > 1
     rows, notes = [], set()
     single = fits[fits["n_points"] < 2]
@@ -255,9 +253,7 @@ def scaling_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: d
                                 notes=[method, *sorted(notes)]))
     cr = an.crossovers
     if cr.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no crossovers: no pair of neurons (vs LIF, vs PSN) shares two or "
-                                    "more measured lengths."))
-        return sec
+        return sec.missing("no crossovers: no pair of neurons (vs LIF, vs PSN) shares two or more measured lengths.")
     rows = []
     for _, c in _in_order(an, cr, ["run", "mode", "precision", "neuron", "other"]).iterrows():
         fit = fmt_num(c["t_star_fit"]) if _finite(c["t_star_fit"]) else DASH
@@ -280,9 +276,8 @@ def backends_section(an: A.Analysis) -> Section:
     sec = Section("backends", "Backend comparison")
     br = an.backends
     if br.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ratios: a neuron needs eager (or a peer) and another backend "
-                                    "measured at the same settings."))
-        return sec
+        return sec.missing("no ratios: a neuron needs eager (or a peer) and another backend measured at the "
+                           "same settings.")
     several = len(an.runs) > 1
     rows = []
     keys = ["run", "neuron", "mode", "precision", "workload", "batch", "features", "backend", "over"]

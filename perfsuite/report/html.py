@@ -10,7 +10,7 @@ import re
 from markupsafe import Markup, escape
 
 from .blocks import MISMATCH, Link, Report
-from .templating import environment
+from .templating import render
 
 _VERDICTS = ("consistent", "contradicts", "lower than paper", "higher than paper", "inconclusive", "not measured",
              "not comparable")
@@ -38,9 +38,6 @@ def _cell_html(cell: object) -> Markup:
 
 
 def render_html(report: Report) -> str:
-    env = environment(autoescape=True)
-    env.filters["cell_html"] = _cell_html
-    env.filters["inline_code"] = _inline_code
-    env.filters["verdict_class"] = _verdict_class
     images = {f.name: base64.b64encode(f.png.read_bytes()).decode("ascii") for f in report.figures()}
-    return env.get_template("report.html.j2").render(report=report, images=images)
+    filters = {"cell_html": _cell_html, "inline_code": _inline_code, "verdict_class": _verdict_class}
+    return render("report.html.j2", autoescape=True, filters=filters, report=report, images=images)

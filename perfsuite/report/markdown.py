@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from ..text import md_cell, md_fence, md_text
 from .blocks import Link, Report
-from .templating import environment
+from .templating import render
 
 
 def _label(value: object) -> str:
@@ -27,10 +27,6 @@ def _cell(value: object) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    env = environment(autoescape=False)
-    env.filters["mdcell"] = _cell
-    env.filters["mdlabel"] = _label
-    env.filters["mdtext"] = md_text
-    env.filters["mdfence"] = md_fence
-    env.filters["md_rule"] = lambda columns: "|" + "---|" * len(columns)
-    return env.get_template("report.md.j2").render(report=report)
+    filters = {"mdcell": _cell, "mdlabel": _label, "mdtext": md_text, "mdfence": md_fence,
+               "md_rule": lambda columns: "|" + "---|" * len(columns)}
+    return render("report.md.j2", autoescape=False, filters=filters, report=report)

@@ -2,7 +2,7 @@
 extrapolation, the papers' claims, points not ok, runs side by side, and the appendix (long tables moved
 out of the reading flow).
 
-May import: perfsuite.analysis (its frames and constants), .blocks.
+May import: perfsuite.analysis (its frames and constants), .blocks, .static_kernels.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from .blocks import (
     fmt_x,
     relative_link,
 )
+from .static_kernels import static_kernel_blocks
 
 
 def roofline_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: dict[str, list[str]]) -> Section:
@@ -56,8 +57,7 @@ def roofline_section(an: A.Analysis, figures: dict[str, list[Figure]], missing: 
             sec.blocks.append(Paragraph(f"{run.label}: {DASH} {why}; fractions cannot be computed, achieved rates "
                                         "are still shown."))
     if an.roofline.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ok timed points."))
-        return sec
+        return sec.missing("no ok timed points.")
     sec.blocks += figures.get("roofline", [])
     if "roofline" in missing:
         sec.blocks.append(Paragraph(f"{DASH} no roofline plot: {'; '.join(missing['roofline'])}"))
@@ -100,8 +100,7 @@ def activity_section(an: A.Analysis) -> Section:
     sec = Section("activity", "Firing rates and energy")
     act = an.activity
     if act.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no ok timed points, so no firing rates."))
-        return sec
+        return sec.missing("no ok timed points, so no firing rates.")
     several = len(an.runs) > 1
     rows, notes = [], set()
     for _, r in _in_order(an, act, ["run", "precision", "workload", "neuron"]).iterrows():
@@ -151,8 +150,7 @@ def claims_section(an: A.Analysis) -> Section:
     sec = Section("claims", "The papers' claims against this run")
     cl = an.claims
     if cl.empty:
-        sec.blocks.append(Paragraph(f"{DASH} no claims loaded."))
-        return sec
+        return sec.missing("no claims loaded.")
     sec.blocks.append(Paragraph(
         "Each headline number of the PSN, SPSN, PSU and DSN papers that rows can speak to (perfsuite/claims.yaml). "
         "Paper numbers come from other hardware, networks and code: a difference is a finding, not an error. "
@@ -210,8 +208,7 @@ def comparison_section(an: A.Analysis) -> Section | None:
     cmp_ = an.comparison
     labels = [r.label for r in an.runs]
     if cmp_.empty:
-        sec.blocks.append(Paragraph(f"{DASH} the runs share no ok timed point."))
-        return sec
+        return sec.missing("the runs share no ok timed point.")
     ratio_cols = [f"ratio: {r}" for r in labels[1:]]
     sec.blocks.append(Paragraph(f"Ratios are each run's median time over {labels[0]}'s at the same point "
                                 "(< 1 = faster than the first run)."))
@@ -262,7 +259,8 @@ def _trace_cell(an: A.Analysis, label: Any, trace: Any, out: Path | None) -> Any
 
 def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
     """Per profiled point: the backend identity verdict and the top kernels by self time, from rows of
-    ``perfsuite run --profile`` and from ``profiles.jsonl`` (``perfsuite profile``) in a run folder."""
+    ``perfsuite run --profile`` and from ``profiles.jsonl`` (``perfsuite profile``) in a run folder; then
+    the static kernel report of a run folder's ``kernels_static.json`` (`static_kernel_blocks`)."""
     sec = Section("kernels", "Kernels and backend identity")
     kp = an.profiles
     if kp.empty:
@@ -271,6 +269,7 @@ def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
             "`perfsuite run SCENARIO --profile` (each point is traced after it is timed; the row gets the "
             "kernel summary) or `perfsuite profile SCENARIO --out RUN_DIR` (writes `profiles.jsonl` into the run "
             "folder), then rebuild the report with `perfsuite report RUN_DIR`."))
+        sec.blocks += static_kernel_blocks(an)
         return sec
     sec.blocks.append(Paragraph(
         "Each profiled point ran a few calls under torch.profiler after its timing (the trace never affects the "
@@ -314,5 +313,6 @@ def kernels_section(an: A.Analysis, out: Path | None = None) -> Section:
         "neuron", "backend", "mode", "settings", "T", "from", "identity", "what ran", "kernels of",
         f"top {KERNELS_SHOWN} by self time (share)", "trace"], rows,
         caption="Backend identity and top kernels per profiled point", notes=sorted(notes)))
+    sec.blocks += static_kernel_blocks(an)
     return sec
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import jinja2
 
@@ -12,3 +13,10 @@ def environment(*, autoescape: bool) -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=autoescape,
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                               keep_trailing_newline=True)
+
+
+def render(template: str, *, autoescape: bool, filters: Mapping[str, Callable[..., Any]], **context: Any) -> str:
+    """``template`` rendered with ``context``, the format's own ``filters`` added (`markdown`, `html`)."""
+    env = environment(autoescape=autoescape)
+    env.filters.update(filters)
+    return env.get_template(template).render(**context)
