@@ -1,18 +1,21 @@
 """What went wrong in a point, as a row says it: (status, reason) of an exception.
 
 A tiny low module shared by the worker (`perfsuite.worker`), the profiler (`perfsuite.profile`) and
-the runner's planning, so none of them imports another to classify a failure. Imports only the
-standard library at module level (torch and `perfsuite.workloads` lazily, inside `classify_exception`).
+the runner's planning, so none of them imports another to classify a failure. Owns the `Unsupported`
+exception a workload raises for a point that cannot run by design (`perfsuite.workloads` re-exports it).
+Imports only the standard library (torch lazily, inside `classify_exception`), no perfsuite module.
 """
 from __future__ import annotations
+
+
+class Unsupported(Exception):
+    """The point cannot run by design (the message is the reason); it becomes an ``unsupported`` row."""
 
 
 def classify_exception(exc: BaseException) -> tuple[str, str]:
     """(status, reason) of an exception raised by a point: oom, unsupported (an op without a kernel
     for this dtype/device) or error."""
     import torch
-
-    from .workloads import Unsupported
 
     text = str(exc).lower()
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text \

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import neurons
+from .errors import Unsupported  # noqa: F401  (workloads raise it; plugins and callers import it from here)
 from .measure.activity import activity as activity_stats
 from .measure.activity import layer_rate
 from .neurons import plugins
@@ -46,10 +47,6 @@ _CALIBRATION_EVALS = 16
 _CALIBRATION_RTOL = 0.05
 _CALIBRATION_MAX_T = 1024
 _CALIBRATION_MAX_NEURONS = 4096
-
-
-class Unsupported(Exception):
-    """The point cannot run by design (the message is the reason); it becomes an ``unsupported`` row."""
 
 
 # ------------------------------------------------------------------------------------------ neurons

@@ -85,11 +85,11 @@ def test_cli_progress_bar_on_a_terminal_and_not_with_no_progress(tmp_path, monke
 
     from rich.console import Console
 
-    from perfsuite import cli
+    from perfsuite.cli import common
 
     for flag, drawn in ((None, True), ("--no-progress", False)):
         buf = io.StringIO()
-        monkeypatch.setattr(cli, "err", Console(file=buf, force_terminal=True, width=120))
+        monkeypatch.setattr(common, "err", Console(file=buf, force_terminal=True, width=120))
         out = tmp_path / f"p{drawn}"
         r = _cli(["--out", str(out), "--steps", "1", "--match", "lif"] + [flag] * bool(flag), tmp_path)
         assert r.exit_code == 0, r.output

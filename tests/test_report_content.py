@@ -272,10 +272,11 @@ def test_report_command_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from perfsuite import cli
+    from perfsuite.cli import common
 
     run = make_run(tmp_path / "r", **SMALL)
     buf = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=buf, force_terminal=True, width=120))
+    monkeypatch.setattr(common, "err", Console(file=buf, force_terminal=True, width=120))
     res = CliRunner().invoke(cli.app, ["report", str(run)])
     assert res.exit_code == 0, res.output
     assert "report:" in buf.getvalue()  # the bar's description column

@@ -278,24 +278,3 @@ def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
         text = console.export_text()
         assert ("1/1" in text) is drawn, text
         assert "0/0" not in text
-
-
-# ------------------------------------------------------------------------------------- layering
-def test_run_modules_import_only_below_them():
-    """#15: worker, executors, environment, errors, summary, merge and results never import the runner
-    or anything above it (compare, report, analysis, cli), not even lazily inside a function."""
-    import ast
-
-    above = {"runner", "compare", "report", "analysis", "cli"}
-    low = ["worker.py", "environment.py", "errors.py", "summary.py", "merge.py", "results.py",
-           "executors/__init__.py", "executors/base.py", "executors/local.py"]
-    for rel in low:
-        path = ROOT / "perfsuite" / rel
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                names = [node.module or ""] + [a.name for a in node.names]
-                bad = {n.split(".")[0] for n in names} & above
-                assert not bad, f"perfsuite/{rel} imports {bad} (line {node.lineno})"
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("perfsuite"):
-                assert not set(node.module.split(".")[1:2]) & above, f"perfsuite/{rel} line {node.lineno}"
