@@ -61,22 +61,30 @@ timing: {{warmup_ms: 2, rep_ms: 10, min_reps: 5, max_reps: 200, cold_start: fals
 limits: {{timeout_s: 120}}
 """
 
-#: (file, exact text, replacement with {frac}) that make the candidate repeat part of its work
+#: (file, exact text, replacement with {frac}) that make the candidate repeat part of its work for
+#: ``frac`` of the time its real work took: timed, so the slowdown is +frac of the forward whatever the
+#: per-call fixed costs (repeating a fixed share of the steps cost sliding PSN +17..35 % for "+10 %"),
+#: and in small units (one LIF step, one term of the PSN sum) so it overshoots by well under 1 %
 PATCHES = [
     ("perfsuite/neurons/lif.py",
      "        s, _ = lif_loop(x, self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
      "        return s.to(x_seq.dtype)\n",
-     "        _m = max(1, round({frac} * x.shape[0]))  # gate_power: repeat part of the work\n"
-     "        lif_loop(x[:_m], self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
+     "        _t0 = __import__('time').perf_counter()  # gate_power: repeat part of the work\n"
      "        s, _ = lif_loop(x, self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
+     "        _t1 = __import__('time').perf_counter()\n"
+     "        while __import__('time').perf_counter() < _t1 + {frac} * (_t1 - _t0):\n"
+     "            lif_loop(x[:1], self.v_init(x[0]), self.charge_factor(cd), self.params())\n"
      "        return s.to(x_seq.dtype)\n"),
     ("perfsuite/neurons/psn.py",
      "    def forward_eager(self, x_seq):\n"
      "        return self.fire(sliding_psn_potential(x_seq, self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype)))\n",
      "    def forward_eager(self, x_seq):\n"
-     "        _m = max(1, round({frac} * x_seq.shape[0]))  # gate_power: repeat part of the work\n"
-     "        sliding_psn_potential(x_seq[:_m], self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype))\n"
-     "        return self.fire(sliding_psn_potential(x_seq, self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype)))\n"),
+     "        _t0 = __import__('time').perf_counter()  # gate_power: repeat part of the work\n"
+     "        _s = self.fire(sliding_psn_potential(x_seq, self.weight.to(x_seq.dtype), self.bias.to(x_seq.dtype)))\n"
+     "        _t1 = __import__('time').perf_counter()\n"
+     "        while __import__('time').perf_counter() < _t1 + {frac} * (_t1 - _t0):\n"
+     "            x_seq[0] * self.weight[0]\n"
+     "        return _s\n"),
 ]
 GOALS = {"A/A": ("false alarms", "<=", 0.01), "+10 %": ("detected", ">=", 0.80), "+30 %": ("detected", ">=", 0.95)}
 
@@ -127,6 +135,7 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=0.05)
     ap.add_argument("--load-procs", type=int, default=2)
     ap.add_argument("--load-period", type=float, default=5.0)
+    ap.add_argument("--chunks", type=int, default=4, help="chunks per side and round, alternated A B B A ...")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / f"gate_power-{time.strftime('%Y%m%d-%H%M%S')}")
     args = ap.parse_args()
 
@@ -150,7 +159,7 @@ def main() -> int:
             job = args.out / re.sub(r"\W+", "_", name).strip("_")
             started = time.time()
             res = run_ab(scenario, str(base), str(cand), job, rounds=args.rounds,
-                         thresholds=Thresholds(time=args.threshold), repo=ROOT)
+                         thresholds=Thresholds(time=args.threshold), repo=ROOT, chunks=args.chunks)
             times = [f for f in res.comparison.findings if f.metric == "time"]
             results[name] = {
                 "points": len(times),
