@@ -57,7 +57,7 @@ precisions: [fp32]
 modes: [forward]
 workload: {{type: layer, target_rate: 0.1}}
 metrics: [time]
-timing: {{warmup_ms: 2, rep_ms: 10, min_reps: 5, max_reps: 200, cold_start: false}}
+timing: {{warmup_ms: 5, rep_ms: 40, min_reps: 8, max_reps: 200, cold_start: false}}
 limits: {{timeout_s: 120}}
 """
 
