@@ -13,15 +13,18 @@ How it runs:
 * each side gets one server (`perfsuite.ab_server`, started with that checkout on ``PYTHONPATH``) that
   imports torch once and forks a fresh child per round; a ref without that entry point is refused (exit 2);
 * rounds are round-major: round 1 of every point, then round 2, ... so a point's rounds are spread over the
-  job (more independent) while each A/B pair stays back to back;
-* each point is judged by `perfsuite.stats.paired_verdict` on its per-round medians (exact sign-test
-  interval of the median paired ratio); memory, firing rate, agreement and status as `perfsuite compare`
+  job (more independent); within a round both sides are prepared (forked, built, warmed up) and then
+  measure their repetitions in chunks alternated A B B A ... (`measure_rounds`), so the two halves of a
+  pair see the same load even when it changes faster than a round lasts;
+* each point is judged by `perfsuite.stats.paired_verdict` on a per-round statistic (`ROUND_STATS`: the
+  fastest repetition on the CPU, the median on CUDA; exact sign-test interval of the median paired
+  ratio); memory, firing rate, agreement and status as `perfsuite compare`
   judges them (`perfsuite.verdicts.compare_point`), so the result is a `perfsuite.compare.Comparison`
   with the same verdicts, warnings and exit codes (0 pass, 1 regression, 2 bad input or internal error).
 
 Output (``--out DIR``): ``DIR/baseline`` and ``DIR/candidate`` are normal run folders (env.json,
 results.jsonl with one row per point: the samples of all rounds pooled into the time block, the round
-medians under ``ab``), so ``perfsuite report`` works on each; ``DIR/ab.json`` and ``DIR/ab.md`` hold the
+medians and minima under ``ab``), so ``perfsuite report`` works on each; ``DIR/ab.json`` and ``DIR/ab.md`` hold the
 verdicts, the refs, the rounds and the measured per-round overhead.
 """
 from __future__ import annotations
@@ -44,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .ab_output import render, to_json, to_markdown  # noqa: F401 - render: the CLI's table of a result
 from .compare import Comparison, json_safe
 from .environment import env_differences
 from .measure.load import load_flags, run_differences, run_summary
@@ -224,7 +228,7 @@ def interleave(keys: list[str], rounds: int, rng: random.Random) -> list[tuple[s
 
 
 #: chunks of each side's measured repetitions per round, alternated A B B A ... (`measure_rounds`)
-DEFAULT_CHUNKS = 4
+DEFAULT_CHUNKS = 6
 
 
 def measure_rounds(servers: dict[str, Any], keys: list[str], rounds: int, run_ids: dict[str, str],
@@ -243,37 +247,9 @@ def measure_rounds(servers: dict[str, Any], keys: list[str], rounds: int, run_id
     out = out if out is not None else {s: Rounds() for s in SIDES}
     chunked = chunks > 1 and all(getattr(servers[s], "protocol", 1) >= 2 for s in SIDES)
     for i, (key, r, order) in enumerate(interleave(keys, rounds, random.Random(seed))):
-        what = f"measuring {key} round {r + 1}"
-        wall = {s: 0.0 for s in SIDES}
-        started: dict[str, float] = {}
-
-        def ask(side: str, request: dict) -> dict:
-            started.setdefault(side, time.time())
-            t0 = time.perf_counter()
-            ans = servers[side].ask(request, timeouts[key] + 60.0, what)
-            wall[side] += time.perf_counter() - t0
-            return ans
-
-        answers: dict[str, dict] = {}
-        if chunked:
-            for side in order:
-                ans = ask(side, {"cmd": "prepare", "key": key, "run_id": run_ids[side], "ctx": ctx[side],
-                                 "chunks": chunks})
-                if "row" in ans:  # the point ended before measuring (an error, a skip)
-                    answers[side] = ans
-            c = 0
-            while len(answers) < len(SIDES):
-                for side in (order if c % 2 == 0 else order[::-1]):
-                    if side not in answers:
-                        ans = ask(side, {"cmd": "go"})
-                        if "row" in ans:
-                            answers[side] = ans
-                c += 1
-                if c > chunks + 1:  # the point measured more chunks than asked: a server of another design
-                    raise RuntimeError(f"{what}: a round did not end after {chunks} chunks")
-        else:
-            for side in order:
-                answers[side] = ask(side, {"cmd": "round", "key": key, "run_id": run_ids[side], "ctx": ctx[side]})
+        requests = {side: {"key": key, "run_id": run_ids[side], "ctx": ctx[side]} for side in SIDES}
+        answers, wall, started = _one_round(servers, order, requests, timeouts[key] + 60.0,
+                                            f"measuring {key} round {r + 1}", chunks if chunked else 1)
         for side in order:
             ans = answers[side]
             row = ans["row"]
@@ -287,6 +263,42 @@ def measure_rounds(servers: dict[str, Any], keys: list[str], rounds: int, run_id
         if progress:
             progress(f"round {r + 1}/{rounds}: {key.split('#')[0]} ({i + 1}/{len(keys) * rounds})")
     return out
+
+
+def _one_round(servers: dict[str, Any], order: tuple[str, str], requests: dict[str, dict], timeout: float,
+               what: str, chunks: int) -> tuple[dict[str, dict], dict[str, float], dict[str, float]]:
+    """One round of one point: (answers with each side's row, seconds each side's requests took, the time
+    each side's round began). ``chunks`` > 1: prepare both, then alternate their chunks X Y Y X ..."""
+    wall = {s: 0.0 for s in SIDES}
+    started: dict[str, float] = {}
+
+    def ask(side: str, request: dict) -> dict:
+        started.setdefault(side, time.time())
+        t0 = time.perf_counter()
+        ans = servers[side].ask(request, timeout, what)
+        wall[side] += time.perf_counter() - t0
+        return ans
+
+    answers: dict[str, dict] = {}
+    if chunks == 1:
+        for side in order:
+            answers[side] = ask(side, {"cmd": "round", **requests[side]})
+        return answers, wall, started
+    for side in order:
+        ans = ask(side, {"cmd": "prepare", **requests[side], "chunks": chunks})
+        if "row" in ans:  # the point ended before measuring (an error, a skip)
+            answers[side] = ans
+    c = 0
+    while len(answers) < len(SIDES):
+        for side in (order if c % 2 == 0 else order[::-1]):
+            if side not in answers:
+                ans = ask(side, {"cmd": "go"})
+                if "row" in ans:
+                    answers[side] = ans
+        c += 1
+        if c > chunks + 1:  # the point measured more chunks than asked: a server of another design
+            raise RuntimeError(f"{what}: a round did not end after {chunks} chunks")
+    return answers, wall, started
 
 
 def side_row(rows: list[dict], side: str, ref: str) -> dict:
@@ -489,42 +501,3 @@ def _timeouts(scenario: Path, device: str, keys: list[str]) -> dict[str, float]:
     except Exception:  # this version may not read the refs' scenario keys; the servers enforce their own limit
         points = {}
     return {k: (points[k].limits.timeout_s if k in points else 300.0) for k in keys}
-
-
-
-# ------------------------------------------------------------------------------------------- output
-def _refs_line(r: ABResult) -> str:
-    def one(side: str) -> str:
-        ref = r.refs[side]
-        return f"{side} {ref['ref']} ({(ref['commit'] or 'no commit')[:12]})"
-    over = ", ".join(f"{s} {v:.2f} s" for s, v in r.overhead_s.items() if v is not None) or "not measured"
-    how = f"{r.chunks} alternated chunks a side per round" if r.chunks > 1 else "each side's round whole"
-    return (f"{one('baseline')} vs {one('candidate')}; {r.rounds} interleaved rounds ({how}; paired ratio of "
-            f"the rounds' {r.round_stat}s); per-round overhead "
-            f"(median, outside the measurement): {over}; wall {r.wall_s:.0f} s")
-
-
-def to_markdown(r: ABResult) -> str:
-    from .compare_output import to_markdown as comparison_markdown
-    from .text import md_text
-
-    body = comparison_markdown(r.comparison, title="perfsuite ab (interleaved A/B)")
-    head, _, rest = body.partition("\n")
-    return f"{head}\n\n{md_text(_refs_line(r))}\n{rest}"
-
-
-def to_json(r: ABResult) -> str:
-    from .compare import json_safe
-    from .compare_output import _headline
-
-    return json.dumps(json_safe(r.to_dict() | {"headline": _headline(r.comparison)}), indent=1, default=str,
-                      allow_nan=False) + "\n"
-
-
-def render(r: ABResult, console) -> None:
-    from rich.text import Text
-
-    from .compare_output import render_table
-
-    console.print(Text(_refs_line(r)))
-    render_table(r.comparison, console, title="perfsuite ab")

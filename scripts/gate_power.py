@@ -5,20 +5,25 @@ On the CPU, under a background load this script makes itself, it runs three inte
 same points:
 
 * **A/A**: two identical copies of this tree: every regression is a false alarm;
-* **+10 %** and **+30 %**: the candidate is a patched copy in which eager LIF and sliding PSN repeat part of
-  their work (LIF runs its time loop again over the first 10 % / 30 % of the steps; sliding PSN computes
-  its potential again over the first 10 % / 30 % of the steps) before doing the real work. The patch
-  exists only in the temporary copy: the shipped code path has no switch and costs nothing.
+* **+10 %** and **+30 %**: the candidate is a patched copy in which eager LIF and sliding PSN, after their
+  real forward, repeat part of their work (single LIF steps; one term of the PSN sum) until 10 % / 30 % of
+  the time the real forward took has passed. Timing the repetition keeps the injection at +10 % / +30 % of
+  the forward whatever its fixed per-call costs (repeating a fixed share of the time steps, as an earlier
+  version did, cost sliding PSN +17..35 % for "+10 %"); the table's median paired ratio shows the
+  injection the gate actually saw. The patch exists only in the temporary copy: the shipped code path has
+  no switch and costs nothing.
 
 Load: two busy processes (pure Python spin loops) are started and paused/resumed every ``--load-period``
-seconds, so about half of the rounds run with them. On a shared machine other jobs add their own load on
-top, which is the realistic case; the script prints the load average it saw.
+seconds, so about half of the rounds run with them (``--load-procs 0``: none, for a calibration of the
+injection). On a shared machine other jobs add their own load on top, which is the realistic case; the
+script samples the load average every 5 s and prints its range.
 
 Per job it prints the verdict per point, then a table: per condition, the points flagged as regressions
 (rate), the median measured paired ratio (how large the injected slowdown really was) and the goal
 (A/A <= 1 % false alarms, +30 % >= 95 % detected, +10 % >= 80 % detected). Run it once; it takes about
-``3 x (2 x server start + points x rounds x 2 x round)`` seconds (about 8-10 minutes with the defaults on
-2 cores; 508 s when measured). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
+``3 x (2 x server start + points x rounds x (2 sides x (fork + build + warm-up) + measurement))``; with 8
+points about 25 s per round on the shared 2-core machine at load 3-4 (see docs/regression.md for the
+measured run). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
 
     python3 scripts/gate_power.py [--rounds 10] [--out reports/gate_power-<time>]
 """
@@ -111,6 +116,14 @@ class LoadGenerator:
         self.thread = threading.Thread(target=self._toggle, daemon=True)
         self.thread.start()
 
+        self.loadavg: list[float] = []  # the 1-minute load average, sampled every 5 s
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(5.0):
+            self.loadavg.append(os.getloadavg()[0])
+
     def _toggle(self) -> None:
         running = True
         while not self._stop.wait(self.period):
@@ -121,6 +134,7 @@ class LoadGenerator:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join()
+        self.sampler.join()
         for p in self.procs:
             os.kill(p.pid, signal.SIGCONT)
             p.kill()
@@ -135,11 +149,12 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=0.05)
     ap.add_argument("--load-procs", type=int, default=2)
     ap.add_argument("--load-period", type=float, default=5.0)
-    ap.add_argument("--chunks", type=int, default=4, help="chunks per side and round, alternated A B B A ...")
+    ap.add_argument("--chunks", type=int, default=None, help="chunks per side and round, alternated A B B A ... "
+                    "(default: perfsuite ab's)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / f"gate_power-{time.strftime('%Y%m%d-%H%M%S')}")
     args = ap.parse_args()
 
-    from perfsuite.ab import run_ab
+    from perfsuite.ab import DEFAULT_CHUNKS, run_ab
     from perfsuite.verdicts import Thresholds
 
     # one intra-op thread per process (timing.threads' CPU default): more threads than free cores make
@@ -159,7 +174,8 @@ def main() -> int:
             job = args.out / re.sub(r"\W+", "_", name).strip("_")
             started = time.time()
             res = run_ab(scenario, str(base), str(cand), job, rounds=args.rounds,
-                         thresholds=Thresholds(time=args.threshold), repo=ROOT, chunks=args.chunks)
+                         thresholds=Thresholds(time=args.threshold), repo=ROOT,
+                         chunks=args.chunks or DEFAULT_CHUNKS)
             times = [f for f in res.comparison.findings if f.metric == "time"]
             results[name] = {
                 "points": len(times),
@@ -168,8 +184,8 @@ def main() -> int:
                 "median_ratio": statistics.median([f.change for f in times if f.change is not None] or [float("nan")]),
                 "round_overhead_s": res.overhead_s, "wall_s": time.time() - started,
                 "rounds_under_load": sum(sum(bool(v) for v in f.evidence.get("load", {}).values()) for f in times),
-                "per_point": {f.point: {"verdict": f.verdict, "ratio": f.change, "ci": f.evidence.get("ci")}
-                              for f in times},
+                "per_point": {f.point: {"verdict": f.verdict, "ratio": f.change, "ci": f.evidence.get("ci"),
+                                        "round_ratios": f.evidence.get("ratios")} for f in times},
             }
             print(f"{name}: {results[name]['regressions']}/{len(times)} flagged, median paired ratio "
                   f"{results[name]['median_ratio']:.3f}, {results[name]['wall_s']:.0f} s", flush=True)
@@ -186,11 +202,14 @@ def main() -> int:
         met = rate <= goal if op == "<=" else rate >= goal
         print(f"| {name} | {r['points']} | {r['regressions']} | {rate:.0%} | {r['median_ratio']:.3f} | "
               f"{what} {op} {goal:.0%} | {'yes' if met else 'no'} |")
-    print(f"\nrounds {args.rounds}, threshold {args.threshold:.0%}, {args.load_procs} busy processes toggled every "
-          f"{args.load_period:g} s, load average at the end {loadavg[0]:.1f}/{loadavg[1]:.1f}/{loadavg[2]:.1f} on "
-          f"{os.cpu_count()} cores, total {time.time() - t0:.0f} s")
+    seen = sorted(load.loadavg) or [loadavg[0]]
+    print(f"\nrounds {args.rounds}, chunks {args.chunks or DEFAULT_CHUNKS}, threshold {args.threshold:.0%}, "
+          f"{args.load_procs} busy processes toggled every {args.load_period:g} s, 1-minute load average "
+          f"{seen[0]:.1f}-{seen[-1]:.1f} (median {statistics.median(seen):.1f}) on {os.cpu_count()} cores, "
+          f"total {time.time() - t0:.0f} s")
     (args.out / "gate_power.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                          "loadavg_end": loadavg, "results": results},
+                                                          "loadavg_end": loadavg, "loadavg_samples": load.loadavg,
+                                                          "results": results},
                                                          indent=1, default=str) + "\n", encoding="utf-8")
     return 0
 

@@ -274,6 +274,7 @@ def test_real_interleaved_job_on_the_cpu(tmp_path):
     assert res.exit_code in (0, 1)  # a loaded machine may still move one point; the shape is what is tested
     doc = json.loads((tmp_path / "out" / "ab.json").read_text())
     assert doc["kind"] == "perfsuite-ab" and doc["rounds"] == MIN_PAIRED_ROUNDS
+    assert doc["chunks"] == ab.DEFAULT_CHUNKS and doc["round_stat"] == "min"  # both servers speak protocol 2
     assert doc["round_overhead_s"]["baseline"] is not None
     time_f = [f for f in doc["findings"] if f["metric"] == "time"]
     assert len(time_f) == 1 and time_f[0]["evidence"]["n"] == MIN_PAIRED_ROUNDS
@@ -281,4 +282,7 @@ def test_real_interleaved_job_on_the_cpu(tmp_path):
         env, rows = load_run(tmp_path / "out" / side)
         assert env["ab"]["side"] == side and len(rows) == 1 and rows[0]["status"] == "ok"
         assert len(rows[0]["ab"]["round_medians_ms"]) == MIN_PAIRED_ROUNDS and "load" in rows[0]
+        # every repetition of every round is kept, in order; the pauses between chunks are not in duration_s
+        assert sum(rows[0]["ab"]["round_sizes"]) == rows[0]["time"]["n"] == len(rows[0]["time"]["samples_ms"])
+        assert min(rows[0]["ab"]["round_mins_ms"]) == min(rows[0]["time"]["samples_ms"])
     assert (tmp_path / "out" / "ab.md").read_text().startswith("## perfsuite ab")
