@@ -141,6 +141,38 @@ class LoadGenerator:
             p.wait()
 
 
+def fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def by_statistic(job: Path, threshold: float) -> dict[str, dict]:
+    """Diagnostic: the job's rounds judged again with each per-round statistic (the round median, the
+    round's fastest repetition), from the run folders: points flagged, and the median over points of the
+    spread of the paired round ratios (interquartile range / median)."""
+    import numpy as np
+
+    from perfsuite.results import load_run
+    from perfsuite.stats import paired_verdict
+
+    rows = {side: {r["key"]: r for r in load_run(job / side)[1] if r.get("ab")} for side in ("baseline", "candidate")}
+    out = {}
+    for stat, field in (("median", "round_medians_ms"), ("min", "round_mins_ms")):
+        flagged, spreads = 0, []
+        for key, a in rows["baseline"].items():
+            b = rows["candidate"].get(key)
+            if b is None:
+                continue
+            va = [float("nan") if v is None else v for v in a["ab"][field]]
+            vb = [float("nan") if v is None else v for v in b["ab"][field]]
+            verdict, ratio, ev = paired_verdict(va, vb, threshold=threshold)
+            flagged += verdict == "regression"
+            if ratio and len(ev.get("ratios", [])) >= 4:
+                q1, q3 = np.quantile(ev["ratios"], [0.25, 0.75])
+                spreads.append((q3 - q1) / ratio)
+        out[stat] = {"flagged": flagged, "ratio_spread": float(np.median(spreads)) if spreads else None}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
@@ -184,6 +216,7 @@ def main() -> int:
                 "median_ratio": statistics.median([f.change for f in times if f.change is not None] or [float("nan")]),
                 "round_overhead_s": res.overhead_s, "wall_s": time.time() - started,
                 "rounds_under_load": sum(sum(bool(v) for v in f.evidence.get("load", {}).values()) for f in times),
+                "by_statistic": by_statistic(job, args.threshold),
                 "per_point": {f.point: {"verdict": f.verdict, "ratio": f.change, "ci": f.evidence.get("ci"),
                                         "round_ratios": f.evidence.get("ratios")} for f in times},
             }
@@ -202,6 +235,13 @@ def main() -> int:
         met = rate <= goal if op == "<=" else rate >= goal
         print(f"| {name} | {r['points']} | {r['regressions']} | {rate:.0%} | {r['median_ratio']:.3f} | "
               f"{what} {op} {goal:.0%} | {'yes' if met else 'no'} |")
+    print("\nDiagnostic, the same rounds judged by another per-round statistic: points flagged, and the median "
+          "over points of the spread (IQR / median) of the paired round ratios")
+    print("| condition | by round median | spread | by round minimum | spread |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        med, mn = r["by_statistic"]["median"], r["by_statistic"]["min"]
+        print(f"| {name} | {med['flagged']} | {fmt(med['ratio_spread'])} | {mn['flagged']} | {fmt(mn['ratio_spread'])} |")
     seen = sorted(load.loadavg) or [loadavg[0]]
     print(f"\nrounds {args.rounds}, chunks {args.chunks or DEFAULT_CHUNKS}, threshold {args.threshold:.0%}, "
           f"{args.load_procs} busy processes toggled every {args.load_period:g} s, 1-minute load average "
