@@ -202,10 +202,6 @@ class Rounds:
 ROUND_STATS = {"cpu": "min", "cuda": "median"}
 
 
-def round_median(row: dict) -> float | None:
-    return round_value(row, "median")
-
-
 def round_value(row: dict, stat: str) -> float | None:
     """The round's ``stat`` ("median" or "min") of its time samples; None for a round that failed."""
     t = row.get("time") if row.get("status") == "ok" else None
@@ -309,7 +305,7 @@ def side_row(rows: list[dict], side: str, ref: str) -> dict:
 
     bad = [r for r in rows if r.get("status") != "ok"]
     row = dict(bad[0] if bad else rows[-1])
-    medians = [round_median(r) for r in rows]
+    medians = [round_value(r, "median") for r in rows]
     mins = [round_value(r, "min") for r in rows]
     samples = [s for r in rows for s in ((r.get("time") or {}).get("samples_ms") or [])]
     if not bad and samples and isinstance(row.get("time"), dict):
