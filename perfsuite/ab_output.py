@@ -1,14 +1,11 @@
-"""Output of `perfsuite ab`: ``ab.md``, ``ab.json`` and the console table, from an `perfsuite.ab.ABResult`."""
+"""Output of `perfsuite ab`: ``ab.md``, ``ab.json`` and the console table of a result ``r`` (an
+`perfsuite.ab.ABResult`, which `perfsuite.ab` passes in: this module imports nothing of it)."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .ab import ABResult
 
 
-def _refs_line(r: ABResult) -> str:
+def _refs_line(r) -> str:
     def one(side: str) -> str:
         ref = r.refs[side]
         return f"{side} {ref['ref']} ({(ref['commit'] or 'no commit')[:12]})"
@@ -19,7 +16,7 @@ def _refs_line(r: ABResult) -> str:
             f"(median, outside the measurement): {over}; wall {r.wall_s:.0f} s")
 
 
-def to_markdown(r: ABResult) -> str:
+def to_markdown(r) -> str:
     from .compare_output import to_markdown as comparison_markdown
     from .text import md_text
 
@@ -28,7 +25,7 @@ def to_markdown(r: ABResult) -> str:
     return f"{head}\n\n{md_text(_refs_line(r))}\n{rest}"
 
 
-def to_json(r: ABResult) -> str:
+def to_json(r) -> str:
     from .compare import json_safe
     from .compare_output import _headline
 
@@ -36,7 +33,7 @@ def to_json(r: ABResult) -> str:
                       allow_nan=False) + "\n"
 
 
-def render(r: ABResult, console) -> None:
+def render(r, console) -> None:
     from rich.text import Text
 
     from .compare_output import render_table
