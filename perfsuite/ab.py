@@ -194,24 +194,19 @@ class Rounds:
     overhead_s: list[float] = field(default_factory=list)
 
 
-#: the per-round statistic the paired ratio is taken of, by device (`round_value`): on a CPU shared with other
-#: processes a repetition is its own time plus whatever slices of CPU other processes took in between (never
-#: less), so the fastest repetition of a round is the one least disturbed, and it is far steadier between
-#: rounds than the median under load (scripts/gate_power.py); a GPU's CUDA-event times are not stretched so,
-#: and its median stays
+#: the per-round statistic of the paired ratio by device (`round_value`): on a shared CPU a repetition is its
+#: own time plus the slices other processes took in between, so a round's fastest repetition is the least
+#: disturbed and steadier between rounds than its median (docs/regression.md, gate power); CUDA: the median
 ROUND_STATS = {"cpu": "min", "cuda": "median"}
 
 
 def round_value(row: dict, stat: str) -> float | None:
     """The round's ``stat`` ("median" or "min") of its time samples; None for a round that failed."""
-    t = row.get("time") if row.get("status") == "ok" else None
-    if not isinstance(t, dict):
-        return None
+    t = row.get("time") if row.get("status") == "ok" and isinstance(row.get("time"), dict) else {}
     if stat == "min":
         xs = [x for x in (t.get("samples_ms") or []) if isinstance(x, (int, float))]
         return float(min(xs)) if xs else None
-    m = t.get("median_ms")
-    return float(m) if isinstance(m, (int, float)) else None
+    return float(t["median_ms"]) if isinstance(t.get("median_ms"), (int, float)) else None
 
 
 def interleave(keys: list[str], rounds: int, rng: random.Random) -> list[tuple[str, int, tuple[str, str]]]:
@@ -225,6 +220,9 @@ def interleave(keys: list[str], rounds: int, rng: random.Random) -> list[tuple[s
 
 #: chunks of each side's measured repetitions per round, alternated A B B A ... (`measure_rounds`)
 DEFAULT_CHUNKS = 6
+#: chunks per round by device (`run_ab`'s default): on CUDA whole rounds, so that the two sides never hold
+#: GPU memory at the same time (a point sized for the device would not fit twice)
+ROUND_CHUNKS = {"cpu": DEFAULT_CHUNKS, "cuda": 1}
 
 
 def measure_rounds(servers: dict[str, Any], keys: list[str], rounds: int, run_ids: dict[str, str],
@@ -411,12 +409,13 @@ def _write_side(out: Path, env: dict, rows: list[dict]) -> None:
 def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: str | os.PathLike, *,
            rounds: int = 10, thresholds: Thresholds | None = None, device: str | None = None, seed: int = 0,
            roofline: bool = False, allow_missing: bool = False, repo: str | os.PathLike | None = None,
-           chunks: int = DEFAULT_CHUNKS, progress: Callable[[str], None] | None = None) -> ABResult:
+           chunks: int | None = None, progress: Callable[[str], None] | None = None) -> ABResult:
     """Measure ``scenario`` with the ``baseline`` and ``candidate`` refs interleaved for ``rounds`` rounds
-    into ``out_dir`` and judge every point. Bad input raises `ABError`."""
+    into ``out_dir`` and judge every point (``chunks``: per side and round, None: `ROUND_CHUNKS` of the
+    device). Bad input raises `ABError`."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ABError(f"--rounds {rounds!r} is invalid; expected an int >= 1 (>= 6 to test the time of a point)")
-    if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1):
         raise ABError(f"--chunks {chunks!r} is invalid; expected an int >= 1 (1: each side's round whole)")
     scenario = Path(scenario).resolve()
     if not scenario.is_file():
@@ -442,6 +441,7 @@ def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: 
         if len(devices) != 1:
             raise ABError(f"the scenario's points run on {sorted(devices)}; expected one device (pass --device)")
         dev = devices.pop()
+        chunks = ROUND_CHUNKS.get(dev, 1) if chunks is None else chunks
         envs, run_ids, ctx = {}, {}, {}
         for side in SIDES:
             env = servers[side].ask({"cmd": "env", "device": dev, "roofline": roofline}, 900.0, "recording env")["env"]

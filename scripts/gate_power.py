@@ -182,7 +182,7 @@ def main() -> int:
     ap.add_argument("--load-procs", type=int, default=2)
     ap.add_argument("--load-period", type=float, default=5.0)
     ap.add_argument("--chunks", type=int, default=None, help="chunks per side and round, alternated A B B A ... "
-                    "(default: perfsuite ab's)")
+                    "(default: perfsuite ab's for the CPU)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / f"gate_power-{time.strftime('%Y%m%d-%H%M%S')}")
     args = ap.parse_args()
 
