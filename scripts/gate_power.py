@@ -25,7 +25,7 @@ Per job it prints the verdict per point, then a table: per condition, the points
 points about 25 s per round on the shared 2-core machine at load 3-4 (see docs/regression.md for the
 measured run). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
 
-    python3 scripts/gate_power.py [--rounds 10] [--out reports/gate_power-<time>]
+    python3 scripts/gate_power.py [--rounds 16] [--out reports/gate_power-<time>]
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def by_statistic(job: Path, threshold: float) -> dict[str, dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--seq-lens", default="[64, 256]")
     ap.add_argument("--features", default="[256, 1024]")
     ap.add_argument("--threshold", type=float, default=0.05)
