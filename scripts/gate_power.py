@@ -22,8 +22,8 @@ Per job it prints the verdict per point, then a table: per condition, the points
 (rate), the median measured paired ratio (how large the injected slowdown really was) and the goal
 (A/A <= 1 % false alarms, +30 % >= 95 % detected, +10 % >= 80 % detected). Run it once; it takes about
 ``3 x (2 x server start + points x rounds x (2 sides x (fork + build + warm-up) + measurement))``; with 8
-points about 25 s per round on the shared 2-core machine at load 3-4 (see docs/regression.md for the
-measured run). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
+points about 16 s per round on the 2-core machine at load 2 (253 s for 16 rounds), about 25 s at load 3-4
+(docs/regression.md has the measured run). Results go to ``--out`` (one `perfsuite ab` folder per job, and ``gate_power.json``).
 
     python3 scripts/gate_power.py [--rounds 16] [--out reports/gate_power-<time>]
 """
