@@ -13,15 +13,18 @@ How it runs:
 * each side gets one server (`perfsuite.ab_server`, started with that checkout on ``PYTHONPATH``) that
   imports torch once and forks a fresh child per round; a ref without that entry point is refused (exit 2);
 * rounds are round-major: round 1 of every point, then round 2, ... so a point's rounds are spread over the
-  job (more independent) while each A/B pair stays back to back;
-* each point is judged by `perfsuite.stats.paired_verdict` on its per-round medians (exact sign-test
-  interval of the median paired ratio); memory, firing rate, agreement and status as `perfsuite compare`
+  job (more independent); within a round both sides are prepared (forked, built, warmed up) and then
+  measure their repetitions in chunks alternated A B B A ... (`measure_rounds`), so the two halves of a
+  pair see the same load even when it changes faster than a round lasts;
+* each point is judged by `perfsuite.stats.paired_verdict` on a per-round statistic (`ROUND_STATS`: the
+  fastest repetition on the CPU, the median on CUDA; exact sign-test interval of the median paired
+  ratio); memory, firing rate, agreement and status as `perfsuite compare`
   judges them (`perfsuite.verdicts.compare_point`), so the result is a `perfsuite.compare.Comparison`
   with the same verdicts, warnings and exit codes (0 pass, 1 regression, 2 bad input or internal error).
 
 Output (``--out DIR``): ``DIR/baseline`` and ``DIR/candidate`` are normal run folders (env.json,
 results.jsonl with one row per point: the samples of all rounds pooled into the time block, the round
-medians under ``ab``), so ``perfsuite report`` works on each; ``DIR/ab.json`` and ``DIR/ab.md`` hold the
+medians and minima under ``ab``), so ``perfsuite report`` works on each; ``DIR/ab.json`` and ``DIR/ab.md`` hold the
 verdicts, the refs, the rounds and the measured per-round overhead.
 """
 from __future__ import annotations
@@ -44,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .ab_output import render, to_json, to_markdown  # noqa: F401 - render: the CLI's table of a result
 from .compare import Comparison, json_safe
 from .environment import env_differences
 from .measure.load import load_flags, run_differences, run_summary
@@ -131,6 +135,7 @@ class Server:
             self.close()
             raise ABError(f"{side} ({checkout.ref}) cannot load the scenario: {hello.get('error')}")
         self.keys: list[str] = hello["keys"]
+        self.protocol: int = int(hello.get("protocol") or 1)
         self.devices: list[str] = hello.get("devices") or []
 
     def _read(self) -> None:
@@ -189,10 +194,19 @@ class Rounds:
     overhead_s: list[float] = field(default_factory=list)
 
 
-def round_median(row: dict) -> float | None:
-    t = row.get("time") if row.get("status") == "ok" else None
-    m = t.get("median_ms") if isinstance(t, dict) else None
-    return float(m) if isinstance(m, (int, float)) else None
+#: the per-round statistic of the paired ratio by device (`round_value`): on a shared CPU a repetition is its
+#: own time plus the slices other processes took in between, so a round's fastest repetition is the least
+#: disturbed and steadier between rounds than its median (docs/regression.md, gate power); CUDA: the median
+ROUND_STATS = {"cpu": "min", "cuda": "median"}
+
+
+def round_value(row: dict, stat: str) -> float | None:
+    """The round's ``stat`` ("median" or "min") of its time samples; None for a round that failed."""
+    t = row.get("time") if row.get("status") == "ok" and isinstance(row.get("time"), dict) else {}
+    if stat == "min":
+        xs = [x for x in (t.get("samples_ms") or []) if isinstance(x, (int, float))]
+        return float(min(xs)) if xs else None
+    return float(t["median_ms"]) if isinstance(t.get("median_ms"), (int, float)) else None
 
 
 def interleave(keys: list[str], rounds: int, rng: random.Random) -> list[tuple[str, int, tuple[str, str]]]:
@@ -204,27 +218,81 @@ def interleave(keys: list[str], rounds: int, rng: random.Random) -> list[tuple[s
     return plan
 
 
+#: chunks of each side's measured repetitions per round, alternated A B B A ... (`measure_rounds`)
+DEFAULT_CHUNKS = 6
+#: chunks per round by device (`run_ab`'s default): on CUDA whole rounds, so that the two sides never hold
+#: GPU memory at the same time (a point sized for the device would not fit twice)
+ROUND_CHUNKS = {"cpu": DEFAULT_CHUNKS, "cuda": 1}
+
+
 def measure_rounds(servers: dict[str, Any], keys: list[str], rounds: int, run_ids: dict[str, str],
-                   ctx: dict[str, dict], timeouts: dict[str, float], *, seed: int = 0,
+                   ctx: dict[str, dict], timeouts: dict[str, float], *, seed: int = 0, chunks: int = DEFAULT_CHUNKS,
                    progress: Callable[[str], None] | None = None,
                    out: dict[str, Rounds] | None = None) -> dict[str, Rounds]:
-    """Run the schedule on the servers (anything with ``ask(request, timeout, what) -> {"row", "child_s"}``).
-    Rows are added to ``out`` as they come (pass it to keep them when the schedule is interrupted)."""
+    """Run the schedule on the servers (anything with ``ask(request, timeout, what)`` answering as
+    `perfsuite.ab_server` does). Rows are added to ``out`` as they come (pass it to keep them when the
+    schedule is interrupted).
+
+    When both servers speak protocol 2 and ``chunks`` > 1, a round prepares both sides (build, warm-up)
+    and then alternates ``chunks`` chunks of their measured repetitions in the order A B B A A B ... (the
+    pair's random order first): A and B are measured interleaved within the same fraction of a second, so
+    load that changes faster than a whole round still moves both alike. Otherwise (a server of protocol 1)
+    each side's round runs whole, one after the other."""
     out = out if out is not None else {s: Rounds() for s in SIDES}
+    chunked = chunks > 1 and all(getattr(servers[s], "protocol", 1) >= 2 for s in SIDES)
     for i, (key, r, order) in enumerate(interleave(keys, rounds, random.Random(seed))):
+        requests = {side: {"key": key, "run_id": run_ids[side], "ctx": ctx[side]} for side in SIDES}
+        answers, wall, started = _one_round(servers, order, requests, timeouts[key] + 60.0,
+                                            f"measuring {key} round {r + 1}", chunks if chunked else 1)
         for side in order:
-            t0 = time.perf_counter()
-            ans = servers[side].ask({"cmd": "round", "key": key, "run_id": run_ids[side], "ctx": ctx[side]},
-                                    timeouts[key] + 60.0, f"measuring {key} round {r + 1}")
-            wall = time.perf_counter() - t0
+            ans = answers[side]
             row = ans["row"]
             row.setdefault("ab_order", "".join("AB"[SIDES.index(s)] for s in order))
+            row.setdefault("ab_started", started[side])
             out[side].rows.setdefault(key, []).append(row)
             measured = (row.get("duration_s") or 0.0) if row.get("status") == "ok" else ans.get("child_s", 0.0)
-            out[side].overhead_s.append(max(wall - measured, 0.0))
+            # a chunked round's duration_s leaves out its pauses (`perfsuite.ab_server`), so this is the time
+            # of the side's own requests beyond its own measurement either way
+            out[side].overhead_s.append(max(wall[side] - measured, 0.0))
         if progress:
             progress(f"round {r + 1}/{rounds}: {key.split('#')[0]} ({i + 1}/{len(keys) * rounds})")
     return out
+
+
+def _one_round(servers: dict[str, Any], order: tuple[str, str], requests: dict[str, dict], timeout: float,
+               what: str, chunks: int) -> tuple[dict[str, dict], dict[str, float], dict[str, float]]:
+    """One round of one point: (answers with each side's row, seconds each side's requests took, the time
+    each side's round began). ``chunks`` > 1: prepare both, then alternate their chunks X Y Y X ..."""
+    wall = {s: 0.0 for s in SIDES}
+    started: dict[str, float] = {}
+
+    def ask(side: str, request: dict) -> dict:
+        started.setdefault(side, time.time())
+        t0 = time.perf_counter()
+        ans = servers[side].ask(request, timeout, what)
+        wall[side] += time.perf_counter() - t0
+        return ans
+
+    answers: dict[str, dict] = {}
+    if chunks == 1:
+        for side in order:
+            answers[side] = ask(side, {"cmd": "round", **requests[side]})
+        return answers, wall, started
+    for side in order:
+        ans = ask(side, {"cmd": "prepare", **requests[side], "chunks": chunks})
+        if "row" in ans:  # the point ended before measuring (an error, a skip)
+            answers[side] = ans
+    c = 0
+    while len(answers) < len(SIDES):
+        for side in (order if c % 2 == 0 else order[::-1]):
+            if side not in answers:
+                ans = ask(side, {"cmd": "go"})
+                if "row" in ans:
+                    answers[side] = ans
+        c += 1
+        if c > chunks + 1:  # the point measured more chunks than asked: a server of another design
+            raise RuntimeError(f"{what}: a round did not end after {chunks} chunks")
+    return answers, wall, started
 
 
 def side_row(rows: list[dict], side: str, ref: str) -> dict:
@@ -235,19 +303,25 @@ def side_row(rows: list[dict], side: str, ref: str) -> dict:
 
     bad = [r for r in rows if r.get("status") != "ok"]
     row = dict(bad[0] if bad else rows[-1])
-    medians = [round_median(r) for r in rows]
+    medians = [round_value(r, "median") for r in rows]
+    mins = [round_value(r, "min") for r in rows]
     samples = [s for r in rows for s in ((r.get("time") or {}).get("samples_ms") or [])]
     if not bad and samples and isinstance(row.get("time"), dict):
         row["time"] = {**row["time"], **summarize(samples)}
     finite = [m for m in medians if m is not None]
     row["ab"] = {"side": side, "ref": ref, "rounds": len(rows), "round_medians_ms": medians,
+                 "round_mins_ms": mins, "round_sizes": [len((r.get("time") or {}).get("samples_ms") or [])
+                                                         for r in rows],
+                 "round_started": [r.get("ab_started") for r in rows],
                  "median_of_rounds_ms": statistics.median(finite) if finite else None,
                  "rounds_under_load": sum(bool(load_flags(r.get("load"))) for r in rows)}
     row.pop("ab_order", None)
+    row.pop("ab_started", None)
     return row
 
 
-def judge(measured: dict[str, Rounds], keys_a: list[str], keys_b: list[str], th: Thresholds) -> list[Finding]:
+def judge(measured: dict[str, Rounds], keys_a: list[str], keys_b: list[str], th: Thresholds,
+          stat: str = "median") -> list[Finding]:
     """Findings for every key of either side: paired time verdicts, other metrics as compare judges them."""
     findings: list[Finding] = []
     for key in sorted(set(keys_a) | set(keys_b)):
@@ -261,17 +335,18 @@ def judge(measured: dict[str, Rounds], keys_a: list[str], keys_b: list[str], th:
         a, b = side_row(ra, "baseline", ""), side_row(rb, "candidate", "")
         point = compare_point(key, a, b, th)
         if a.get("status") == "ok" and b.get("status") == "ok":
-            point = [f for f in point if f.metric != "time"] + [_paired_finding(key, ra, rb, th)]
+            point = [f for f in point if f.metric != "time"] + [_paired_finding(key, ra, rb, th, stat)]
         findings.extend(point)
     order = {v: i for i, v in enumerate(VERDICTS)}
     return sorted(findings, key=lambda f: (order[f.verdict], f.key, f.metric))
 
 
-def _paired_finding(key: str, ra: list[dict], rb: list[dict], th: Thresholds) -> Finding:
-    ma, mb = [round_median(r) for r in ra], [round_median(r) for r in rb]
+def _paired_finding(key: str, ra: list[dict], rb: list[dict], th: Thresholds, stat: str) -> Finding:
+    ma, mb = [round_value(r, stat) for r in ra], [round_value(r, stat) for r in rb]
     nan = float("nan")
     verdict, ratio, ev = paired_verdict([nan if m is None else m for m in ma], [nan if m is None else m for m in mb],
                                         threshold=th.time, confidence=th.confidence)
+    ev["round_stat"] = stat
     loaded = {s: n for s, rows in (("baseline", ra), ("candidate", rb))
               if (n := sum(bool(load_flags(r.get("load"))) for r in rows))}
     if loaded:
@@ -281,7 +356,7 @@ def _paired_finding(key: str, ra: list[dict], rb: list[dict], th: Thresholds) ->
         detail = ev.get("reason") or ev.get("untestable", "")
     else:
         ci = "" if ev["ci"] is None else " [{:.3f}, {:.3f}]".format(*ev["ci"])
-        detail = f"paired x{ratio:.3f}{ci} over {ev['n']} rounds, threshold {th.time:.1%}"
+        detail = f"paired x{ratio:.3f}{ci} over {ev['n']} rounds (round {stat}s), threshold {th.time:.1%}"
         if ev.get("detectable") is not None and ev["detectable"] != float("inf"):
             detail += f", detectable >= {ev['detectable']:+.0%}"
         if verdict == "untestable":
@@ -301,16 +376,19 @@ class ABResult:
     rounds: int
     overhead_s: dict[str, float | None]
     wall_s: float
+    chunks: int = 1
+    round_stat: str = "median"
 
     @property
     def exit_code(self) -> int:
         return self.comparison.exit_code
 
     def to_dict(self) -> dict:
-        return {"kind": "perfsuite-ab", "refs": self.refs, "rounds": self.rounds,
-                "round_overhead_s": self.overhead_s, "wall_s": self.wall_s,
-                "design": "interleaved rounds, random order per pair, a fresh process per round; exact "
-                          "sign-test interval of the median paired ratio B/A",
+        return {"kind": "perfsuite-ab", "refs": self.refs, "rounds": self.rounds, "chunks": self.chunks,
+                "round_stat": self.round_stat, "round_overhead_s": self.overhead_s, "wall_s": self.wall_s,
+                "design": "interleaved rounds, random order per pair, a fresh process per round, each round's "
+                          "repetitions in chunks alternated A B B A ...; exact sign-test interval of the median "
+                          f"paired ratio B/A of the rounds' {self.round_stat}s",
                 **self.comparison.to_dict()}
 
 
@@ -331,11 +409,14 @@ def _write_side(out: Path, env: dict, rows: list[dict]) -> None:
 def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: str | os.PathLike, *,
            rounds: int = 10, thresholds: Thresholds | None = None, device: str | None = None, seed: int = 0,
            roofline: bool = False, allow_missing: bool = False, repo: str | os.PathLike | None = None,
-           progress: Callable[[str], None] | None = None) -> ABResult:
+           chunks: int | None = None, progress: Callable[[str], None] | None = None) -> ABResult:
     """Measure ``scenario`` with the ``baseline`` and ``candidate`` refs interleaved for ``rounds`` rounds
-    into ``out_dir`` and judge every point. Bad input raises `ABError`."""
+    into ``out_dir`` and judge every point (``chunks``: per side and round, None: `ROUND_CHUNKS` of the
+    device). Bad input raises `ABError`."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ABError(f"--rounds {rounds!r} is invalid; expected an int >= 1 (>= 6 to test the time of a point)")
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1):
+        raise ABError(f"--chunks {chunks!r} is invalid; expected an int >= 1 (1: each side's round whole)")
     scenario = Path(scenario).resolve()
     if not scenario.is_file():
         raise ABError(f"scenario {scenario}: not found; expected a scenario YAML file")
@@ -360,6 +441,7 @@ def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: 
         if len(devices) != 1:
             raise ABError(f"the scenario's points run on {sorted(devices)}; expected one device (pass --device)")
         dev = devices.pop()
+        chunks = ROUND_CHUNKS.get(dev, 1) if chunks is None else chunks
         envs, run_ids, ctx = {}, {}, {}
         for side in SIDES:
             env = servers[side].ask({"cmd": "env", "device": dev, "roofline": roofline}, 900.0, "recording env")["env"]
@@ -372,7 +454,8 @@ def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: 
         timeouts = _timeouts(scenario, dev, common)
         measured: dict[str, Rounds] = {s: Rounds() for s in SIDES}
         try:
-            measure_rounds(servers, common, rounds, run_ids, ctx, timeouts, seed=seed, progress=progress, out=measured)
+            measure_rounds(servers, common, rounds, run_ids, ctx, timeouts, seed=seed, chunks=chunks,
+                           progress=progress, out=measured)
         except BaseException:  # Ctrl-C or a server that died: keep every round already measured, then stop
             for side in SIDES:
                 done = [k for k in common if measured[side].rows.get(k)]
@@ -389,7 +472,8 @@ def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: 
     for side in SIDES:
         _write_side(out / side, envs[side],
                     [side_row(measured[side].rows[k], side, checkouts[side].ref) for k in common])
-    findings = judge(measured, keys_a, keys_b, th)
+    stat = ROUND_STATS.get(dev, "median")
+    findings = judge(measured, keys_a, keys_b, th, stat)
     rows_of = {s: [r for k in common for r in measured[s].rows[k]] for s in SIDES}
     comp = Comparison(findings, th, envs["baseline"], envs["candidate"], env_differences(envs["baseline"],
                       envs["candidate"]), allow_missing=allow_missing, baseline_points=len(keys_a),
@@ -397,7 +481,8 @@ def run_ab(scenario: str | os.PathLike, baseline: str, candidate: str, out_dir: 
                                                        run_summary(rows_of["candidate"])), paired=True)
     refs = {s: {"ref": checkouts[s].ref, "commit": checkouts[s].commit, "run": str(out / s)} for s in SIDES}
     overhead = {s: (statistics.median(measured[s].overhead_s) if measured[s].overhead_s else None) for s in SIDES}
-    result = ABResult(comp, out, refs, rounds, overhead, time.perf_counter() - t_start)
+    chunked = chunks > 1 and all(s.protocol >= 2 for s in servers.values())
+    result = ABResult(comp, out, refs, rounds, overhead, time.perf_counter() - t_start, chunks if chunked else 1, stat)
     (out / "ab.json").write_text(to_json(result), encoding="utf-8")
     (out / "ab.md").write_text(to_markdown(result), encoding="utf-8")
     return result
@@ -412,40 +497,3 @@ def _timeouts(scenario: Path, device: str, keys: list[str]) -> dict[str, float]:
     except Exception:  # this version may not read the refs' scenario keys; the servers enforce their own limit
         points = {}
     return {k: (points[k].limits.timeout_s if k in points else 300.0) for k in keys}
-
-
-
-# ------------------------------------------------------------------------------------------- output
-def _refs_line(r: ABResult) -> str:
-    def one(side: str) -> str:
-        ref = r.refs[side]
-        return f"{side} {ref['ref']} ({(ref['commit'] or 'no commit')[:12]})"
-    over = ", ".join(f"{s} {v:.2f} s" for s, v in r.overhead_s.items() if v is not None) or "not measured"
-    return (f"{one('baseline')} vs {one('candidate')}; {r.rounds} interleaved rounds; per-round overhead "
-            f"(median, outside the measurement): {over}; wall {r.wall_s:.0f} s")
-
-
-def to_markdown(r: ABResult) -> str:
-    from .compare_output import to_markdown as comparison_markdown
-    from .text import md_text
-
-    body = comparison_markdown(r.comparison, title="perfsuite ab (interleaved A/B)")
-    head, _, rest = body.partition("\n")
-    return f"{head}\n\n{md_text(_refs_line(r))}\n{rest}"
-
-
-def to_json(r: ABResult) -> str:
-    from .compare import json_safe
-    from .compare_output import _headline
-
-    return json.dumps(json_safe(r.to_dict() | {"headline": _headline(r.comparison)}), indent=1, default=str,
-                      allow_nan=False) + "\n"
-
-
-def render(r: ABResult, console) -> None:
-    from rich.text import Text
-
-    from .compare_output import render_table
-
-    console.print(Text(_refs_line(r)))
-    render_table(r.comparison, console, title="perfsuite ab")

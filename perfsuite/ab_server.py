@@ -16,6 +16,12 @@ was started with; anything else that prints goes to stderr. Requests on stdin:
   (or ``{"ready": false, "error"}`` for a scenario this version cannot load);
 * ``{"cmd": "env", "roofline": bool}`` -> ``{"env": env.json body}``;
 * ``{"cmd": "round", "key", "run_id", "ctx"}`` -> ``{"row": row, "child_s": seconds the child lived}``;
+* protocol 2: ``{"cmd": "prepare", "key", "run_id", "ctx", "chunks": C}`` forks the round's child, which
+  builds the point, warms it up and pauses before the first of ``C`` chunks of its measured repetitions:
+  ``{"paused": true}``; each ``{"cmd": "go"}`` lets it measure the next chunk and answers ``{"paused":
+  true}`` again, or, after the last chunk (or when the point failed before measuring), the round's
+  ``{"row", "child_s"}``. The driver alternates the chunks of A and B (A B B A ...), so both sides of a
+  round are measured in the same stretch of time, interleaved, instead of one after the other;
 * ``{"cmd": "stop"}`` ends the server.
 
 This module is the entry point a ref must have for `perfsuite ab`: a checkout older than it is refused
@@ -23,6 +29,7 @@ with a clear message. It imports the runner (planning) and the worker, and nothi
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -33,52 +40,108 @@ import time
 import traceback
 from typing import Any, Callable
 
-PROTOCOL = 1
+#: 1: ``round`` (a whole round per request); 2: also ``prepare`` and ``go`` (a round in chunks that the
+#: driver alternates between A and B)
+PROTOCOL = 2
+
+
+#: in a round's child: seconds spent paused, waiting for the other side's chunks (left out of duration_s)
+_paused_s = [0.0]
+
+
+class _Child:
+    """A forked child running ``fn`` once; it answers on a pipe with one JSON document and exits. With
+    ``chunks`` (protocol 2) it pauses before each chunk of its measured repetitions
+    (`perfsuite.measure.timing.set_chunk_gate`): it writes ``p`` and waits for the server's ``g``."""
+
+    def __init__(self, fn: Callable[[], Any], chunks: int | None = None) -> None:
+        r, w = os.pipe()
+        go_r, go_w = os.pipe() if chunks else (None, None)
+        self.t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: measure, answer, leave without running the parent's cleanup
+            os.close(r)
+            code = 0
+            try:
+                if chunks:
+                    os.close(go_w)
+                    from .measure.timing import set_chunk_gate
+
+                    def gate() -> None:
+                        t = time.perf_counter()
+                        os.write(w, b"p")
+                        if os.read(go_r, 1) != b"g":  # the server went away: stop measuring
+                            os._exit(3)
+                        _paused_s[0] += time.perf_counter() - t
+                    set_chunk_gate(chunks, gate)
+                data = json.dumps({"result": fn()}, default=str).encode()
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+                data = json.dumps({"error": f"{type(exc).__name__}: {exc}",
+                                   "traceback": traceback.format_exc()[-3000:]}).encode()
+                code = 1
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+            os._exit(code)
+        os.close(w)
+        if go_r is not None:
+            os.close(go_r)
+        self.pid, self._r, self._go = pid, os.fdopen(r, "rb"), go_w
+        self._chunks: list[bytes] = []
+
+    def go(self) -> None:
+        """Let the paused child measure its next chunk."""
+        os.write(self._go, b"g")
+
+    def wait(self, timeout_s: float) -> tuple[str, Any, float]:
+        """("paused", None, s) when the child paused before a chunk; else as `_in_child`. A child that
+        passes ``timeout_s`` in this wait is killed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                return "timeout", None, time.perf_counter() - self.t0
+            ready, _, _ = select.select([self._r], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(self._r.fileno(), 1 << 20)
+                if not chunk:
+                    break
+                if not self._chunks and chunk == b"p":  # a pause: the child waits for go()
+                    return "paused", None, time.perf_counter() - self.t0
+                self._chunks.append(chunk)
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        self._close()
+        seconds = time.perf_counter() - self.t0
+        if not self._chunks:
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            how = f"signal {signal.Signals(sig).name}" if sig else f"exit code {os.waitstatus_to_exitcode(status)}"
+            return "died", f"the round's process died ({how}) before it answered", seconds
+        doc = json.loads(b"".join(self._chunks))
+        if "error" in doc:
+            return "died", doc["error"], seconds
+        return "ok", doc["result"], seconds
+
+    def kill(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
+        self._close()
+
+    def _close(self) -> None:
+        self._r.close()
+        if self._go is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._go)
+            self._go = None
 
 
 def _in_child(fn: Callable[[], Any], timeout_s: float) -> tuple[str, Any, float]:
     """Run ``fn`` in a forked child; ("ok", its JSON-able result, seconds), ("timeout", None, s) when it
     passed ``timeout_s`` (it is killed), ("died", reason, s) when it crashed."""
-    r, w = os.pipe()
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # the child: measure, answer, leave without running the parent's cleanup
-        os.close(r)
-        code = 0
-        try:
-            data = json.dumps({"result": fn()}, default=str).encode()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-            data = json.dumps({"error": f"{type(exc).__name__}: {exc}",
-                               "traceback": traceback.format_exc()[-3000:]}).encode()
-            code = 1
-        with os.fdopen(w, "wb") as f:
-            f.write(data)
-        os._exit(code)
-    os.close(w)
-    chunks, deadline = [], time.monotonic() + timeout_s
-    with os.fdopen(r, "rb") as f:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return "timeout", None, time.perf_counter() - t0
-            ready, _, _ = select.select([f], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(f.fileno(), 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    seconds = time.perf_counter() - t0
-    if not chunks:
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        how = f"signal {signal.Signals(sig).name}" if sig else f"exit code {os.waitstatus_to_exitcode(status)}"
-        return "died", f"the round's process died ({how}) before it answered", seconds
-    doc = json.loads(b"".join(chunks))
-    if "error" in doc:
-        return "died", doc["error"], seconds
-    return "ok", doc["result"], seconds
+    return _Child(fn).wait(timeout_s)
 
 
 def _round_row(point, run_id: str, ctx: dict, memory_bytes: int | None) -> dict:
@@ -93,8 +156,9 @@ def _round_row(point, run_id: str, ctx: dict, memory_bytes: int | None) -> dict:
         return make_row(point, run_id, plan.status, plan.reason, predicted_bytes=plan.predicted_bytes,
                         duration_s=time.perf_counter() - t0)
     res = execute_point(point, ctx)
+    worker_s = res.get("worker_s")
     return make_row(point, run_id, res["status"], res["reason"], res, plan.predicted_bytes,
-                    duration_s=res.get("worker_s"))
+                    duration_s=None if worker_s is None else worker_s - _paused_s[0])
 
 
 def serve(scenario: str, device: str | None, inp, out) -> int:
@@ -122,28 +186,49 @@ def serve(scenario: str, device: str | None, inp, out) -> int:
     devices = sorted({p.device for p in points.values()}) or [device or "cpu"]
     say({"ready": True, "protocol": PROTOCOL, "keys": list(points), "devices": devices, "pid": os.getpid()})
     env: dict = {}
+    child: _Child | None = None  # the round's process between prepare/go requests
+
+    def _answer(c: _Child, point, run_id: str) -> dict:
+        """{"paused": true} while the round's child waits for go, else {"row", "child_s"} (it ended)."""
+        nonlocal child
+        state, res, seconds = c.wait(point.limits.timeout_s)
+        if state == "paused":
+            return {"paused": True}
+        child = None
+        if state == "ok":
+            row = res
+        elif state == "timeout":
+            row = make_row(point, run_id, "timeout", f"exceeded limits.timeout_s = {point.limits.timeout_s:g} s; "
+                           f"the round's process was killed", duration_s=seconds)
+        else:
+            row = make_row(point, run_id, "error", res, duration_s=seconds)
+        return {"row": row, "child_s": seconds}
+
     for line in inp:
         req = json.loads(line)
         cmd = req.get("cmd")
         if cmd == "stop":
+            if child is not None:
+                child.kill()
             return 0
         if cmd == "env":
             state, res, _ = _in_child(functools.partial(collect_env, req["device"], req.get("roofline", True)), 600.0)
             env = res if state == "ok" else {}
             say({"env": res} if state == "ok" else {"error": f"recording the environment failed: {res or state}"})
-        elif cmd == "round":
+        elif cmd in ("round", "prepare"):
+            if child is not None:  # a round the driver left unfinished
+                child.kill()
             point = points[req["key"]]
             run_id, ctx = req["run_id"], req.get("ctx") or {}
             measure = functools.partial(_round_row, point, run_id, ctx, env.get("memory_bytes"))
-            state, res, seconds = _in_child(measure, point.limits.timeout_s)
-            if state == "ok":
-                row = res
-            elif state == "timeout":
-                row = make_row(point, run_id, "timeout", f"exceeded limits.timeout_s = {point.limits.timeout_s:g} s; "
-                               f"the round's process was killed", duration_s=seconds)
-            else:
-                row = make_row(point, run_id, "error", res, duration_s=seconds)
-            say({"row": row, "child_s": seconds})
+            child = _Child(measure, req.get("chunks") if cmd == "prepare" else None)
+            say(_answer(child, point, run_id))
+        elif cmd == "go":
+            if child is None:
+                say({"error": "go without a prepared round"})
+                continue
+            child.go()
+            say(_answer(child, point, run_id))
         else:
             say({"error": f"unknown request {cmd!r}"})
     return 0

@@ -45,7 +45,8 @@ when not measured, and then ``<block>_reason`` (e.g. ``energy_reason``) says why
   (``timing.threads``, null: torch's default), "gpu_before"/"gpu_after" (CUDA: ``sm_clock_mhz``,
   ``mem_clock_mhz``, ``throttle_reasons``, or ``nvml_reason``), "flags"}``; ``flags`` lists why the point
   counts as measured under load (empty: it does not). ``perfsuite ab`` rows add ``ab``: ``{"side", "ref",
-  "rounds", "round_medians_ms", "median_of_rounds_ms", "rounds_under_load"}``
+  "rounds", "round_medians_ms", "round_mins_ms", "round_sizes", "round_started", "median_of_rounds_ms",
+  "rounds_under_load"}``
 * ``nonfinite`` (only when something was): the field paths (``"activity.firing_rate"``,
   ``"time.samples_ms.3"``) whose value was NaN or infinite; they are stored as ``null`` (JSON has no
   NaN). A non-finite measured quantity makes a bench row ``error`` with that reason (`perfsuite.worker`)

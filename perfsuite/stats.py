@@ -4,8 +4,8 @@ Two designs are judged here:
 
 * **separate runs** (`perfsuite compare`): raw samples of each run, a one-sided Mann–Whitney U test and
   a bootstrap interval of the median ratio (`time_verdict`);
-* **interleaved rounds** (`perfsuite ab`): one median per round and side, the rounds of A and B run back
-  to back, judged by the exact sign-test interval of the median *paired* ratio B/A (`paired_verdict`).
+* **interleaved rounds** (`perfsuite ab`): one value per round and side, the rounds of A and B measured
+  interleaved, judged by the exact sign-test interval of the median *paired* ratio B/A (`paired_verdict`).
   Pairing in the same time window cancels the drift between rounds that raw samples of separate runs
   cannot show.
 
@@ -138,8 +138,9 @@ def _order_interval(values: np.ndarray, level: float) -> tuple[float, float, flo
 
 def paired_verdict(baseline_ms: Iterable[Any], candidate_ms: Iterable[Any], *, threshold: float,
                    confidence: float = 0.95) -> tuple[str, float | None, dict[str, Any]]:
-    """(verdict, median paired ratio, evidence) for per-round medians of A (baseline) and B (candidate),
-    round ``i`` of each measured back to back.
+    """(verdict, median paired ratio, evidence) for one statistic per round (the median, or on a CPU the
+    fastest repetition: `perfsuite.ab.ROUND_STATS`) of A (baseline) and B (candidate), round ``i`` of
+    each measured in the same window.
 
     The ratio of round ``i`` is B_i / A_i; rounds where either side has no finite positive value are
     dropped. The interval of the median ratio is the exact sign-test interval (order statistics of the

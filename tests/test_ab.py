@@ -110,6 +110,89 @@ def test_rounds_are_judged_pairwise_and_failures_are_regressions():
     assert row["time"]["n"] == 24 and row["ab"]["rounds"] == 8 and row["ab"]["median_of_rounds_ms"] == 1.0
 
 
+class ChunkedFakeServer(FakeServer):
+    """Speaks protocol 2 like `perfsuite.ab_server`: prepare pauses before the first chunk, each go measures
+    one chunk (``log`` records the order in which the two sides' chunks ran); the round ends after the
+    last chunk. ``samples`` are the repetition times of one round, spread over the chunks."""
+    protocol = 2
+
+    def __init__(self, name, samples, log, status="ok"):
+        super().__init__({}, status)
+        self.name, self.samples, self.log = name, samples, log
+
+    def ask(self, request, timeout, what):
+        cmd = request["cmd"]
+        if cmd == "round":  # protocol 1, as a driver that does not chunk asks
+            self.medians = {request["key"]: float(np.median(self.samples))}
+            return super().ask(request, timeout, what)
+        self.calls.append(cmd)
+        if cmd == "prepare":
+            if self.status != "ok":  # failed while building: the round ends before measuring
+                return {"row": {"key": request["key"], "status": self.status, "reason": "boom", "time": None,
+                                "duration_s": 0.01}, "child_s": 0.02}
+            self.key, self.left = request["key"], request["chunks"]
+            return {"paused": True}
+        assert cmd == "go"
+        self.log.append(self.name)
+        self.left -= 1
+        if self.left:
+            return {"paused": True}
+        row = {"key": self.key, "status": "ok", "reason": None, "duration_s": 0.01,
+               "time": {"samples_ms": list(self.samples), "median_ms": float(np.median(self.samples))}}
+        return {"row": row, "child_s": 0.02}
+
+
+def test_chunked_rounds_alternate_a_and_b_and_are_judged_by_the_round_minimum():
+    log = []
+    # the candidate's fastest repetition is 1.3x the baseline's; its median is not (one slow repetition in
+    # A, bursts of load in B's upper half): the CPU statistic (min) sees the +30 %, the median would not
+    a = ChunkedFakeServer("A", [1.0, 1.0, 5.0, 5.0], log)
+    b = ChunkedFakeServer("B", [1.3, 1.3, 1.3, 1.3], log)
+    measured = ab.measure_rounds({"baseline": a, "candidate": b}, ["k#1"], 6, {"baseline": "ra", "candidate": "rb"},
+                                 {"baseline": {}, "candidate": {}}, {"k#1": 10.0}, chunks=4)
+    assert a.calls.count("prepare") == 6 and a.calls.count("go") == 24 and len(log) == 48
+    for r in range(6):  # per round: X Y Y X X Y Y X, where X is the pair's random first side
+        x, y = log[8 * r], log[8 * r + 1]
+        assert {x, y} == {"A", "B"} and log[8 * r: 8 * r + 8] == [x, y, y, x, x, y, y, x]
+    by_min = {f.metric: f for f in ab.judge(measured, ["k#1"], ["k#1"], Thresholds(), "min")}["time"]
+    by_median = {f.metric: f for f in ab.judge(measured, ["k#1"], ["k#1"], Thresholds(), "median")}["time"]
+    assert by_min.verdict == "regression" and by_min.change == pytest.approx(1.3)
+    assert by_min.evidence["round_stat"] == "min" and "round mins" in by_min.detail
+    assert by_median.verdict == "improvement"
+    row = ab.side_row(measured["candidate"].rows["k#1"], "candidate", "x")
+    assert row["ab"]["round_mins_ms"] == [1.3] * 6 and row["ab"]["round_sizes"] == [4] * 6
+    # a side that fails before measuring ends its round; the other still measures all its chunks
+    log.clear()
+    bad = ChunkedFakeServer("B", [], log, status="error")
+    measured = ab.measure_rounds({"baseline": ChunkedFakeServer("A", [1.0], log), "candidate": bad}, ["k#1"], 2,
+                                 {"baseline": "ra", "candidate": "rb"}, {"baseline": {}, "candidate": {}},
+                                 {"k#1": 10.0}, chunks=3)
+    assert log == ["A"] * 6 and [r["status"] for r in measured["candidate"].rows["k#1"]] == ["error"] * 2
+    # a protocol-1 server on either side: whole rounds, one side after the other
+    b1 = ChunkedFakeServer("B", [1.0], [])
+    plain = _measure(FakeServer({"k#1": 1.0}), b1, ["k#1"], rounds=2)
+    assert len(plain["candidate"].rows["k#1"]) == 2 and b1.calls == ["k#1", "k#1"]
+
+
+def test_chunk_gate_splits_the_repetitions_untimed():
+    """`perfsuite.measure.timing`: with a gate, every repetition is still measured once, in ``chunks``
+    consecutive chunks with the gate called (outside the timed calls) before each; without, no gate."""
+    import time as _time
+
+    from perfsuite.measure import timing
+
+    calls, gates = [], []
+    try:
+        timing.set_chunk_gate(3, lambda: (gates.append(len(calls)), _time.sleep(0.02)))
+        samples = timing._samples(lambda: calls.append(1), 7, "cpu")
+    finally:
+        timing.set_chunk_gate(1, None)
+    assert len(samples) == 7 and len(calls) == 7
+    assert gates == [0, 2, 5]  # chunk bounds round(c * 7 / 3): 0, 2, 5, 7
+    assert max(samples) < 15.0  # the gate's 20 ms pause is in no sample
+    assert len(timing._samples(lambda: None, 4, "cpu")) == 4 and gates == [0, 2, 5]
+
+
 def test_candidate_that_fails_is_a_status_regression_and_missing_keys_count():
     keys = ["k#1"]
     measured = _measure(FakeServer({"k#1": 1.0}), FakeServer({"k#1": 1.0}, status="error"), keys, rounds=6)
@@ -173,6 +256,27 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path):
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
 
 
+def test_cli_passes_chunks_to_the_job_and_refuses_zero(tmp_path, monkeypatch):
+    """`perfsuite ab --chunks N` reaches run_ab; no --chunks leaves the device's default (None); 0 is refused."""
+    seen = []
+
+    def fake_run_ab(*args, **kwargs):
+        seen.append(kwargs.get("chunks", "absent"))
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(ab, "run_ab", fake_run_ab)
+    runner = CliRunner()
+    scen = tmp_path / "s.yaml"
+    scen.write_text("name: s\nneurons: [lif]\nseq_lens: [8]\n")
+    base = ["ab", str(scen), "--baseline", ".", "--candidate", ".", "--out", str(tmp_path / "out")]
+    for extra in (["--chunks", "3"], []):
+        r = runner.invoke(app, base + extra)
+        assert r.exit_code == 2 and "stop here" in r.output, r.output
+    assert seen == [3, None]
+    r = runner.invoke(app, base + ["--chunks", "0"])
+    assert r.exit_code == 2 and "--chunks" in r.output and seen == [3, None], r.output
+
+
 # ------------------------------------------------------------------------------------ a real job
 @pytest.mark.slow  # two servers importing torch and 12 forked rounds: about 8 s on 2 loaded cores
 def test_real_interleaved_job_on_the_cpu(tmp_path):
@@ -191,6 +295,7 @@ def test_real_interleaved_job_on_the_cpu(tmp_path):
     assert res.exit_code in (0, 1)  # a loaded machine may still move one point; the shape is what is tested
     doc = json.loads((tmp_path / "out" / "ab.json").read_text())
     assert doc["kind"] == "perfsuite-ab" and doc["rounds"] == MIN_PAIRED_ROUNDS
+    assert doc["chunks"] == ab.DEFAULT_CHUNKS and doc["round_stat"] == "min"  # both servers speak protocol 2
     assert doc["round_overhead_s"]["baseline"] is not None
     time_f = [f for f in doc["findings"] if f["metric"] == "time"]
     assert len(time_f) == 1 and time_f[0]["evidence"]["n"] == MIN_PAIRED_ROUNDS
@@ -198,4 +303,7 @@ def test_real_interleaved_job_on_the_cpu(tmp_path):
         env, rows = load_run(tmp_path / "out" / side)
         assert env["ab"]["side"] == side and len(rows) == 1 and rows[0]["status"] == "ok"
         assert len(rows[0]["ab"]["round_medians_ms"]) == MIN_PAIRED_ROUNDS and "load" in rows[0]
+        # every repetition of every round is kept, in order; the pauses between chunks are not in duration_s
+        assert sum(rows[0]["ab"]["round_sizes"]) == rows[0]["time"]["n"] == len(rows[0]["time"]["samples_ms"])
+        assert min(rows[0]["ab"]["round_mins_ms"]) == min(rows[0]["time"]["samples_ms"])
     assert (tmp_path / "out" / "ab.md").read_text().startswith("## perfsuite ab")

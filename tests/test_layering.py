@@ -38,13 +38,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run records", ("summary", "merge")),
     ("runner", ("runner",)),
     ("analysis", ("analysis",)),
-    ("outputs", ("report", "stats", "verdicts", "compare", "compare_output")),
+    ("outputs", ("report", "stats", "verdicts", "compare", "compare_output", "ab_output")),
     ("gates that run again", ("ab", "ab_server", "rerun")),
     ("command line", ("cli", "__main__")),
 ]
 #: The reading side takes stored rows only: it never imports the measuring side, even where the layer
 #: table alone would allow it (analysis, compare and report sit above the runner).
-READERS = ("analysis", "report", "stats", "verdicts", "compare", "compare_output")
+READERS = ("analysis", "report", "stats", "verdicts", "compare", "compare_output", "ab_output")
 MEASURING = ("scenario", "workloads", "worker", "executors", "runner", "extrapolation")
 LAYER_OF: dict[str, int] = {("perfsuite" if u == "perfsuite" else f"perfsuite.{u}"): i
                             for i, (_, units) in enumerate(LAYERS) for u in units}

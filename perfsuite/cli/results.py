@@ -126,6 +126,9 @@ def ab(scenario: Path = typer.Argument(..., help="scenario YAML file (both sides
        threshold: float = typer.Option(0.05, help="time: smallest slowdown that counts (0.05 = 5 %)"),
        device: Optional[Device] = typer.Option(None, help="auto|cpu|cuda (default: the scenario's device)"),
        seed: int = typer.Option(0, help="seed of the random A/B order within each pair"),
+       chunks: Optional[int] = typer.Option(None, "--chunks", min=1, help="chunks each side's repetitions are cut "
+                                            "into within a round, alternating A B B A (default: 6 on the CPU, 1 "
+                                            "on CUDA, where the sides never hold GPU memory at once)"),
        allow_missing: bool = typer.Option(False, "--allow-missing", help="pass even when more than 10 % of the "
                                           "baseline points are missing from the candidate"),
        progress: bool = typer.Option(True, "--progress/--no-progress", help="print each round as it ends")) -> None:
@@ -140,7 +143,7 @@ def ab(scenario: Path = typer.Argument(..., help="scenario YAML file (both sides
     try:
         th = Thresholds(time=threshold)
         result = abmod.run_ab(scenario, baseline, candidate, out_dir, rounds=rounds, thresholds=th, device=dev,
-                              seed=seed, allow_missing=allow_missing,
+                              seed=seed, chunks=chunks, allow_missing=allow_missing,
                               progress=(lambda text: common.err.print(Text(text))) if progress else None)
         abmod.render(result, common.out)
     except (ValueError, FileNotFoundError, OSError) as exc:

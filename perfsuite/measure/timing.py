@@ -43,7 +43,34 @@ def time_call(fn: Callable[[], object], device: str) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+#: (chunks, gate) set by a round's process of `perfsuite ab` (`set_chunk_gate`): the measured repetitions
+#: are split into ``chunks`` consecutive chunks and ``gate()`` is called, untimed, before each, so that the
+#: driver can alternate the chunks of A and B within one round. None: one chunk, no gate.
+_chunk_gate: tuple[int, Callable[[], None]] | None = None
+
+
+def set_chunk_gate(chunks: int, gate: Callable[[], None] | None) -> None:
+    """Call ``gate()`` before each of ``chunks`` chunks of the measured repetitions (None: no gate). Meant
+    for a process that measures one point and exits (the setting is process-wide)."""
+    global _chunk_gate
+    _chunk_gate = None if gate is None else (max(1, int(chunks)), gate)
+
+
 def _samples(fn: Callable[[], object], reps: int, device: str) -> list[float]:
+    if _chunk_gate is None:
+        return _timed(fn, reps, device)
+    chunks, gate = _chunk_gate
+    bounds = [round(c * reps / chunks) for c in range(chunks + 1)]
+    out: list[float] = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        gate()
+        out += _timed(fn, hi - lo, device)
+    return out
+
+
+def _timed(fn: Callable[[], object], reps: int, device: str) -> list[float]:
+    if reps <= 0:
+        return []
     if device == "cuda":
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
