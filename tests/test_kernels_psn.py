@@ -9,13 +9,14 @@ from neuron_checks import assert_grads_match, assert_spikes_match, build_pair
 
 from perfsuite import neurons
 from perfsuite.kernels import psn as kpsn
+from perfsuite.kernels.tiles import GemmTile
 from perfsuite.neurons.psn import masked_psn_band, psn_potential_reference
 from perfsuite.neurons.surrogate import heaviside, make_surrogate
 
 SHAPES = [(1, 3), (3, 5), (11, 2, 17)]
 #: [4, 32] blocks and 4-step reductions: T = 11 spans three time blocks (the last one partial), N = 34
 #: two neuron blocks, and dL/dW is split over the neurons (split-K) into two programs per block
-TINY = kpsn.GemmTiles(bm=4, bn=32, bk=4, num_warps=1, num_stages=1, dw_programs=18)
+TINY = GemmTile(bm=4, bn=32, bk=4, num_warps=1, num_stages=1, dw_programs=18)
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_masked_psn(shape, k, lam, tiny_tiles):
     assert_grads_match("masked_psn", x, seq_len=shape[0], backend="triton", k=k, lambda_=lam)
 
 
-@pytest.mark.parametrize("tiles", [TINY, kpsn.GemmTiles(bm=1, bn=8, bk=1, num_warps=1, num_stages=1, dw_programs=1)],
+@pytest.mark.parametrize("tiles", [TINY, GemmTile(bm=1, bn=8, bk=1, num_warps=1, num_stages=1, dw_programs=1)],
                          ids=["tiny", "unit"])
 @pytest.mark.parametrize("k", [1, 3])
 def test_band_skips_far_blocks(k, tiles, monkeypatch):

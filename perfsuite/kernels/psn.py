@@ -17,8 +17,6 @@ convolution for dL/dX and one reduction kernel for dL/dW (per-program partial su
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import triton
 import triton.language as tl
@@ -37,29 +35,14 @@ from .common import (
     tile_in,
     tl_compute_dtype,
 )
-from .tiles import gemm_tile
-
+from .tiles import GemmTile, gemm_tile
 
 # --------------------------------------------------------------------------- PSN, masked PSN
-@dataclass(frozen=True)
-class GemmTiles:
-    """Blocking of the PSN GEMMs: [bm, bn] blocks of [T, N] outputs (forward, dL/dX) with bk time steps
-    per reduction step; dL/dW uses [bm, bm] blocks and bn neurons per step. ``dw_programs``: the fewest
-    dL/dW programs wanted, reached by splitting the neurons (split-K) when T is short; None = 4 per SM."""
-
-    bm: int
-    bn: int
-    bk: int
-    num_warps: int = 4
-    num_stages: int = 3
-    dw_programs: int | None = None
-
-
 #: interpreter blocking (CPU tests): few programs, each a numpy step; tests shrink it to cover edges
-CPU_TILES = GemmTiles(bm=16, bn=64, bk=16, num_warps=1, num_stages=1, dw_programs=1)
+CPU_TILES = GemmTile(bm=16, bn=64, bk=16, num_warps=1, num_stages=1, dw_programs=1)
 
 
-def _tiles(x: torch.Tensor, kernel: str) -> GemmTiles:
+def _tiles(x: torch.Tensor, kernel: str) -> GemmTile:
     """Blocking of PSN GEMM ``kernel`` (mix_fire, mix_grad_x, mix_grad_w) for input ``x``: the
     interpreter's on CPU; on a GPU `kernels.tiles.gemm_tile` for the operand class (half, tf32, ieee
     fp32) and the arch, e.g. smaller dL/dW blocks where shared memory is short."""
@@ -67,8 +50,7 @@ def _tiles(x: torch.Tensor, kernel: str) -> GemmTiles:
         return CPU_TILES
     dot = _dot_args(x)
     operands = "half" if dot["DOT"] in (tl.float16, tl.bfloat16) else dot["PREC"]
-    t = gemm_tile(kernel, operands, torch.cuda.get_device_capability(x.device)[0], dtype_name(x), device_name(x))
-    return GemmTiles(t.bm, t.bn, t.bk, t.num_warps, t.num_stages, t.dw_programs)
+    return gemm_tile(kernel, operands, torch.cuda.get_device_capability(x.device)[0], dtype_name(x), device_name(x))
 
 
 def _dot_args(x: torch.Tensor) -> dict:
@@ -201,7 +183,7 @@ def _mix_grad_w_kernel(x_ptr, gs_ptr, h_ptr, p_ptr, gw_ptr, gb_ptr, T, N, band, 
             tl.store(gb_ptr + split.to(tl.int64) * T + t0 + rows, gb, mask=t0 + rows < T)
 
 
-def _dw_split(T: int, N: int, tiles: GemmTiles, device) -> int:
+def _dw_split(T: int, N: int, tiles: GemmTile, device) -> int:
     """Neuron columns per dL/dW program (a multiple of bn): split-K only when the T×T blocks alone
     would leave the device idle (short T, many neurons)."""
     want = tiles.dw_programs
