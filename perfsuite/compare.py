@@ -48,9 +48,9 @@ import numpy as np
 
 from .environment import env_differences, env_fields
 from .measure.load import run_differences, run_summary
-from .results import load_run
+from .results import field_at, load_run
 from .stats import median_ratio_interval, min_testable_samples, time_verdict, untestable_reason
-from .verdicts import FAILED, METRICS, VERDICTS, Finding, Thresholds, _get, _number, compare_point, compare_rows
+from .verdicts import FAILED, METRICS, VERDICTS, Finding, Thresholds, _number, compare_point, compare_rows
 
 #: the gate's API; the statistics and the per-metric judgement are re-exported from `perfsuite.stats` and
 #: `perfsuite.verdicts`, where they moved from here
@@ -270,7 +270,7 @@ def measure_noise_floor(runs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     logs: dict[str, list[float]] = {}
     for _, rows in runs:
         for row in rows:
-            m = _number(_get(row, "time.median_ms"))
+            m = _number(field_at(row, "time.median_ms"))
             if row.get("status") == "ok" and m and m > 0:
                 logs.setdefault(row["key"], []).append(math.log(m))
     sd = {k: float(np.std(v, ddof=1)) for k, v in logs.items() if len(v) >= 2}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .errors import exc_reason
+from .results import field_at
 
 #: environment fields that must match, and where env.json may keep each (first found wins)
 ENV_FIELDS: dict[str, tuple[str, ...]] = {
@@ -53,19 +54,11 @@ def collect_env(device: str, roofline: bool = True) -> dict:
     return env
 
 
-def _get(env: dict[str, Any], path: str) -> Any:
-    cur: Any = env
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
 
 def env_value(env: dict[str, Any], name: str) -> Any:
     """The environment field ``name`` (see `ENV_FIELDS`, `CPU_ENV_FIELDS`) from an env.json dict, or None."""
     for path in {**ENV_FIELDS, **CPU_ENV_FIELDS}[name]:
-        v = _get(env, path)
+        v = field_at(env, path)
         if v is not None and not isinstance(v, dict):
             return v
     return None

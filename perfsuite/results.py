@@ -314,6 +314,17 @@ def load_run(run: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any
     return env, read_rows(path)
 
 
+def field_at(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` in a row or env.json (``"time.samples_ms"``, ``"gpu.name"``); None where a
+    part is missing or a step is not an object."""
+    cur: Any = data
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
 def flatten(row: dict[str, Any], sep: str = ".") -> dict[str, Any]:
     """One level of nesting flattened: ``{"time": {"median_ms": 1}}`` -> ``{"time.median_ms": 1}``.
     Lists (raw samples, per-layer rates) stay lists."""

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .measure.load import load_flags
+from .results import field_at
 from .stats import detectable_change, finite, time_verdict
 
 #: ``untestable``: a time finding whose sample counts cannot reach significance (listed right after
@@ -78,14 +79,6 @@ class Finding:
         return self.key.split("#", 1)[0]
 
 
-def _get(row: dict[str, Any], path: str) -> Any:
-    cur: Any = row
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
 
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -103,7 +96,7 @@ def _one_sided(key: str, metric: str, b: Any, c: Any, why: str = "") -> Finding 
 
 
 def _time_finding(key: str, br: dict, cr: dict, th: Thresholds, floor: float | None) -> Finding | None:
-    b, c = _get(br, "time.samples_ms"), _get(cr, "time.samples_ms")
+    b, c = field_at(br, "time.samples_ms"), field_at(cr, "time.samples_ms")
     if not b or not c:
         return _one_sided(key, "time", b or None, c or None, "no raw time samples on one side")
     threshold = max(th.time, floor or 0.0)
@@ -175,8 +168,8 @@ def compare_point(key: str, br: dict, cr: dict, th: Thresholds, floor: float | N
         return [Finding(key, "status", verdict, bs, cs, detail=detail)]
 
     out: list[Finding | None] = [_time_finding(key, br, cr, th, floor)]
-    bm, cm = _number(_get(br, "memory.peak_allocated_bytes")), _number(_get(cr, "memory.peak_allocated_bytes"))
-    b_method, c_method = _get(br, "memory.method"), _get(cr, "memory.method")
+    bm, cm = _number(field_at(br, "memory.peak_allocated_bytes")), _number(field_at(cr, "memory.peak_allocated_bytes"))
+    b_method, c_method = field_at(br, "memory.method"), field_at(cr, "memory.method")
     if bm is not None and cm is not None and b_method != c_method:
         out.append(Finding(key, "memory", "missing", bm, cm,
                            detail=f"memory measured by different methods ({b_method} vs {c_method})"))
@@ -194,7 +187,7 @@ def compare_point(key: str, br: dict, cr: dict, th: Thresholds, floor: float | N
         ("agreement", "agreement.equal_fraction", th.agreement, False),
         ("accuracy", "accuracy", th.accuracy, False),
     ):
-        b, c = _number(_get(br, path)), _number(_get(cr, path))
+        b, c = _number(field_at(br, path)), _number(field_at(cr, path))
         if b is not None and c is not None:
             out.append(_abs_finding(key, metric, b, c, tol, two_sided=two_sided))
         else:
