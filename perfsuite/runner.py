@@ -216,7 +216,7 @@ class Runner:
 
     def _loop(self, todo: list, env: dict, results: Path, result: RunResult) -> None:
         # an extrapolation-only scenario (or a resumed run with nothing left) draws no empty bar
-        with _progress(self.progress and bool(todo), self.console, len(todo)) as advance:
+        with progress_bar(self.progress and bool(todo), self.console, len(todo)) as advance:
             ctx = RunContext(run_id=env["run_id"], out_dir=self.out_dir, profile=self.profile,
                              measure={"idle_watts": env.get("idle_watts"), "energy_reason": env.get("energy_reason")},
                              status=getattr(advance, "status", None))
@@ -307,7 +307,9 @@ def _sigterm_as_interrupt():
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, console, total: int):
+def progress_bar(enabled: bool, console, total: int):
+    """A rich bar of ``total`` points on ``console`` (a no-op when not ``enabled``), yielding ``advance(text)``
+    with an ``advance.status(text)`` for what runs where; used by the run loop and by ``perfsuite profile``."""
     if not enabled:
         yield lambda text: None
         return

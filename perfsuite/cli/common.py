@@ -139,11 +139,6 @@ def _build_report(run_dirs: list[Path], out_dir: Path, progress: bool = False) -
 
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
 
 def internal_error(command: str, exc: BaseException) -> None:
     """An unexpected exception inside a gate command: one line naming it, exit 2 (never the regression

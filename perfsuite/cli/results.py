@@ -15,7 +15,7 @@ import typer
 from rich.text import Text
 
 from . import common
-from .common import EXIT_INTERRUPTED, Device, _build_report, _has_cuda, app, fail, internal_error, os_error_message
+from .common import EXIT_INTERRUPTED, Device, _build_report, app, fail, internal_error, os_error_message
 
 
 # --------------------------------------------------------------------------------------- merge
@@ -135,10 +135,10 @@ def ab(scenario: Path = typer.Argument(..., help="scenario YAML file (both sides
     """Interleaved A/B gate on one machine: exit 0 (no regression), 1 (regression), 2 (bad input or an
     internal error)."""
     from .. import ab as abmod
+    from ..scenario import resolve_device
     from ..verdicts import Thresholds
 
-    dev = None if device is None else ("cuda" if device.value == "auto" and _has_cuda() else
-                                       "cpu" if device.value == "auto" else device.value)
+    dev = None if device is None else resolve_device(device.value)
     out_dir = out_dir or Path("reports") / f"ab-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         th = Thresholds(time=threshold)

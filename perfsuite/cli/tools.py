@@ -35,7 +35,7 @@ def profile_(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     """Record a torch.profiler trace per point (traces/, also a TensorBoard logdir) and check that each
     backend ran what it claims; exit 1 on an identity mismatch."""
     from ..profile import PROFILES_FILE, point_matches, profile_points
-    from ..runner import _progress
+    from ..runner import progress_bar
 
     sc = _load(scenario)
     try:
@@ -48,7 +48,7 @@ def profile_(scenario: Path = typer.Argument(..., help="scenario YAML file"),
     out_dir = out_dir or Path("reports") / f"{sc.name}-profile-{datetime.now():%Y%m%d-%H%M%S}"
     if (out_dir / PROFILES_FILE).exists():
         fail(f"{out_dir} already holds {PROFILES_FILE}; choose another --out folder")
-    with _progress(progress and common.err.is_terminal, common.err, len(points)) as advance:
+    with progress_bar(progress and common.err.is_terminal, common.err, len(points)) as advance:
         rows = profile_points(points, out_dir, steps=steps, top=top,
                               on_point=lambda row: advance(f"{row['key'].split('#')[0]}: {row['status']}"))
     table = Table("point", "status", "identity", "top kernel / op", "detail")
