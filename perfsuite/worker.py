@@ -172,8 +172,7 @@ def execute_point(point, ctx: dict) -> dict:
 
     device = point.device
     started = time.perf_counter()
-    # scenario key timing.threads (None: leave torch's default); read with getattr so older points work
-    threads = getattr(getattr(point, "timing", None), "threads", None)
+    threads = point.timing.threads  # scenario key timing.threads (None: leave torch's default)
     before = load.sample(device)
     try:
         with torch_threads(threads):
