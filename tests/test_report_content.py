@@ -83,6 +83,31 @@ def test_headline_cells_carry_the_interval_and_a_noisy_mark(tmp_path):
     assert "> **1 of 9 headline times are noisy" in head  # dsn/compiled at T=128 (its eager row is not the best)
 
 
+def test_points_measured_under_load_are_flagged_in_the_headline(tmp_path):
+    """#11 item 2: the report flags rows whose load block says the machine was busy, by the gate's own rule."""
+    run = make_run(tmp_path / "r", **SMALL)
+    busy = {"cores": 2, "loadavg_before": [7.5, 6.0, 5.0], "loadavg_after": [7.9, 6.1, 5.0]}
+    quiet = {"cores": 2, "loadavg_before": [0.5, 0.4, 0.3], "loadavg_after": [0.6, 0.4, 0.3]}
+
+    def edit(r):
+        hot = r["neuron"] == "dsn" and r["seq_len"] == 128
+        return {**r, "load": busy if hot else quiet}
+
+    _rewrite(run, edit)
+    n_hot = sum(1 for ln in (run / "results.jsonl").read_text().splitlines()
+                if '"neuron": "dsn"' in ln and '"seq_len": 128' in ln)
+    assert n_hot > 0
+    build_report([run], **FAST)
+    head = _section((run / "report.md").read_text(), "Headline")
+    assert f"**{n_hot} point(s) were measured under load" in head
+    assert "<details><summary>Points measured under load" in head
+    assert "| ok | load average 7.50 &gt; 2 cores (before) |" in head  # ">" escaped: Markdown from data
+    # a run with quiet load blocks only has no such alert
+    _rewrite(run, lambda r: {**r, "load": quiet})
+    build_report([run], **FAST)
+    assert "measured under load" not in _section((run / "report.md").read_text(), "Headline")
+
+
 # ------------------------------------------------------------------------------------------ claims
 def test_claims_of_a_cpu_run_collapse_into_one_line(tmp_path):
     run = make_run(tmp_path / "cpu", env={**default_env("cpu"), "device": "cpu"}, **SMALL)

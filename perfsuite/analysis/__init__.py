@@ -23,6 +23,7 @@ runner or cli):
     claims     the papers' claims against the rows
     profiles   kernel profiles of profiled points
     static_kernels  a run folder's static kernel report (kernels_static.json) beside its profiles
+    load            rows measured under load (busy machine, throttled GPU clocks)
     bundle     `analyse`: all of the above once, as an `Analysis`
     figures    what each report figure plots, in which order, with which palette (`figure_specs`)
 """
@@ -59,6 +60,7 @@ from .frames import (
                      neuron_rank,
                      setting_label,
 )
+from .load import UNDER_LOAD_COLUMNS, under_load
 from .profiles import PROFILE_COLUMNS, PROFILE_SOURCES, kernel_profiles
 from .roofline import UNRELIABLE, peaks, roof_reliable, roofline_fractions
 from .speedups import NOISY, NOT_RANKED, backend_ratios, best_backend, compare_runs, interval, speedups
@@ -72,6 +74,6 @@ __all__ = [
     "load_claims", "load_runs", "metric_reason", "mode_order", "MODE_ORDER", "neuron_order", "neuron_rank", "NOISY",
     "not_ok", "NOT_RANKED", "OWN_BACKENDS", "peaks", "PROFILE_COLUMNS", "PROFILE_SOURCES", "roof_reliable",
     "read_static_report", "roofline_fractions", "Run", "scaling_fits", "SETTING", "setting_label", "speedups",
-    "STATIC_COLUMNS", "STATIC_FILE_COLUMNS", "static_kernels", "Style", "TIME",
+    "STATIC_COLUMNS", "STATIC_FILE_COLUMNS", "static_kernels", "UNDER_LOAD_COLUMNS", "under_load", "Style", "TIME",
     "UNRELIABLE", "_verdict_number",
 ]

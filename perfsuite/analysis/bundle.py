@@ -14,6 +14,7 @@ from .activity import activity_summary, extrapolation_summary, not_ok
 from .claims import Claim, evaluate_claims
 from .fits import crossovers, scaling_fits
 from .frames import Run, frame
+from .load import UNDER_LOAD_COLUMNS, under_load
 from .profiles import PROFILE_COLUMNS, kernel_profiles
 from .roofline import roofline_fractions
 from .speedups import backend_ratios, compare_runs, speedups
@@ -42,6 +43,8 @@ class Analysis:
     #: the runs' static kernel reports (``kernels_static.json``): configurations and the files read
     static: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STATIC_COLUMNS))
     static_files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STATIC_FILE_COLUMNS))
+    #: rows measured under load (machine busy or GPU clocks throttled): run, key, status, why
+    under_load: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNDER_LOAD_COLUMNS))
 
 
 def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boot: int = 2000,
@@ -56,4 +59,4 @@ def analyse(runs: Sequence[Run], *, claims: Sequence[Claim] | None = None, n_boo
                     activity=activity_summary(df), extrapolation=extrapolation_summary(df),
                     claims=evaluate_claims(df, claims), not_ok=not_ok(df), comparison=compare_runs(df),
                     extra={"n_boot": n_boot}, profiles=profiles, static=static,
-                    static_files=static_files)
+                    static_files=static_files, under_load=under_load(runs))

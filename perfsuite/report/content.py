@@ -21,6 +21,7 @@ from .blocks import (
     NOISY_MARK,
     Alert,
     Code,
+    Details,
     Figure,
     Paragraph,
     Report,
@@ -176,6 +177,14 @@ def headline_section(an: A.Analysis) -> Section:
     if n_noisy:
         sec.blocks.append(Alert(f"{n_noisy} of {len(sp)} headline times are noisy (interval wider than {pct} or "
                                 "missing): repeat the run on a quiet machine before reading them as findings."))
+    if not an.under_load.empty:
+        ul = an.under_load
+        sec.blocks.append(Alert(f"{len(ul)} point(s) were measured under load (the machine busier than its cores, "
+                                "CPU steal, or GPU clocks throttled; the row's `load` block): their times are not "
+                                "findings."))
+        sec.blocks.append(Details(f"Points measured under load ({len(ul)})", [Table(
+            ["run", "point", "status", "why"],
+            [[r.run, r.key, r.status, r.why] for r in ul.itertuples(index=False)])]))
     failed = an.df[(an.df["kind"] == "bench") & (an.df["status"] != "ok")]
     group_keys = ["run", "precision", "workload", "device", "batch", "features", "mode"]
     sp = _in_order(an, sp, group_keys + ["neuron", "seq_len"])
