@@ -177,7 +177,7 @@ class Runner:
         failed = True  # any exit but a normal end or Ctrl-C (e.g. a full disk) kills the workers
         with _sigterm_as_interrupt():
             try:
-                env = self._env(device)
+                env = self._env(device, points)
                 self._loop(todo, env, results, result)
                 if extrapolation is not None:
                     self._extrapolate(extrapolation, scenario, env, device, results, result, done)
@@ -196,14 +196,17 @@ class Runner:
 
             self.console.print(f"[yellow]warning:[/] {escape(text)}")
 
-    def _env(self, device: str) -> dict:
-        """env.json of the run: measured once by the executor; a resumed run keeps its own (and run id)."""
+    def _env(self, device: str, points: Sequence) -> dict:
+        """env.json of the run: measured once by the executor; a resumed run keeps its own (and run id).
+        ``timing_threads``: the torch thread counts the points ask for (`timing.threads`; None = torch's
+        default), so a compare or report can see the setting without reading every row."""
         path = self.out_dir / ENV_FILE
         if self.resume and path.exists():
             return load_env(path)
         env = self.executor.environment(device, self.roofline)
         env.setdefault("executor", self.executor.name)
         env["run_id"] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        env["timing_threads"] = sorted({p.timing.threads for p in points}, key=lambda n: (n is not None, n or 0))
         if self.command:
             env["command"] = self.command
         if self.reproduce:

@@ -278,3 +278,18 @@ def test_progress_bar_only_when_there_are_points(tmp_path, monkeypatch):
         text = console.export_text()
         assert ("1/1" in text) is drawn, text
         assert "0/0" not in text
+
+
+def test_env_records_the_thread_counts_the_points_ask_for(tmp_path):
+    """#11 item 2: `timing.threads` (1 by default on the CPU for layer workloads) is recorded in env.json, and
+    each row's load block says what the point asked for and what torch ran with."""
+    for name, timing, want in (("default", TINY_TIMING, [1]), ("two", {**TINY_TIMING, "threads": 2}, [2])):
+        sc = scenario_from_dict({"name": name, "device": "cpu", "neurons": ["lif"], "seq_lens": [8], "batch": [1],
+                                 "features": [2], "modes": ["forward"], "metrics": ["time"], "timing": timing})
+        out = tmp_path / name
+        run_points(sc.points(), out, progress=False, roofline=False)
+        env = json.loads((out / "env.json").read_text())
+        assert env["timing_threads"] == want
+        (row,) = read_rows(out / "results.jsonl")
+        assert row["status"] == "ok" and row["load"]["threads_requested"] == want[0]
+        assert row["load"]["torch_threads"] == want[0]
